@@ -1,0 +1,39 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/gomlx/compute"
+	_ "github.com/gomlx/compute/gobackend"  // the pure-Go CPU backend
+	_ "github.com/gomlx/go-xla/compute/xla" // XLA, used only with a configured PJRT plugin
+)
+
+// backendFlag is embedded by every command that runs a model.
+type backendFlag struct {
+	Backend string `help:"Compute backend: \"go\" (CPU, default) or \"xla:/abs/path/xla_cuda_plugin.so\". Defaults to $GOMLX_BACKEND, else go." env:"GOMLX_BACKEND"`
+}
+
+// open returns the configured backend. dsv32 never downloads anything: XLA
+// is used only when a plugin path is given.
+func (f backendFlag) open() (b compute.Backend, err error) {
+	os.Setenv("GOMLX_NO_AUTO_INSTALL", "1")
+	cfg := f.Backend
+	if cfg == "" {
+		cfg = "go"
+	}
+	if strings.HasPrefix(cfg, "xla") && !strings.HasPrefix(cfg, "xla:") {
+		return nil, fmt.Errorf("backend %q: give the PJRT plugin path, as xla:/abs/path/xla_cuda_plugin.so", cfg)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("backend %q: %v", cfg, r)
+		}
+	}()
+	b, err = compute.NewWithConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("backend %q: %w", cfg, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,221 @@
+package model
+
+import (
+	"math"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
+	gm "github.com/gomlx/gomlx/ml/model"
+)
+
+// Multi-head Latent Attention with DSA (dsa.md §3–4). Axes: B batch, T new
+// tokens (queries), S keys, H heads; d_n, d_r, d_v, r_q, r_kv as in the spec.
+
+// LayerCache is one layer's cache: what later queries need and nothing more
+// (dsa.md §8). Latent [B, C, r_kv] is c after kv_a_layernorm, RopeKey
+// [B, C, d_r] is k_pe after RoPE, IndexKey [B, C, d_I] the indexer key after
+// LayerNorm and RoPE (absent without an indexer). C is the capacity; slot s
+// holds the token at position s.
+type LayerCache struct {
+	Latent, RopeKey, IndexKey *graph.Node
+}
+
+// layerOut is what one attention call produces besides its output.
+type layerOut struct {
+	topK      *graph.Node // [B, T, k'] int32 indexer selection (nil in dense mode without indexer)
+	cache     *LayerCache // updated cache (nil without one)
+	indexerKL *graph.Node // scalar Σ_t KL(p_t ‖ softmax(I_t)) when asked for
+}
+
+// attention runs MLA for the new tokens x [B, T, D] (already normed) at
+// absolute positions pos [B, T]; with a cache, their keys are written into it
+// first and the queries read the whole cache. Returns [B, T, D].
+func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache *LayerCache, opts *Options) (*graph.Node, layerOut) {
+	g := x.Graph()
+	dims := x.Shape().Dimensions
+	B, T := dims[0], dims[1]
+	H, dn, dr, dv, rkv := cfg.NumHeads, cfg.QKNopeHeadDim, cfg.QKRopeHeadDim, cfg.VHeadDim, cfg.KVLoRARank
+	var res layerOut
+
+	// Queries.
+	qr := rmsNorm(scope.At("q_a_layernorm"), linear(scope.At("q_a_proj"), x, cfg.QLoRARank), cfg.RMSNormEps) // [B, T, r_q]
+	q := graph.Reshape(linear(scope.At("q_b_proj"), qr, H*cfg.QKHeadDim()), B, T, H, cfg.QKHeadDim())        // [B, T, H, d_qk]
+	qNope := graph.SliceAxis(q, -1, graph.AxisRange(0, dn))                                                  // [B, T, H, d_n]
+	qPE := ropeInterleaved(graph.SliceAxis(q, -1, graph.AxisRangeToEnd(dn)), cos, sin)                       // [B, T, H, d_r]
+
+	// Keys of the new tokens: the latent and the shared rope key.
+	kv := linear(scope.At("kv_a_proj_with_mqa"), x, rkv+dr)                                                      // [B, T, r_kv+d_r]
+	cKV := rmsNorm(scope.At("kv_a_layernorm"), graph.SliceAxis(kv, -1, graph.AxisRange(0, rkv)), cfg.RMSNormEps) // [B, T, r_kv]
+	kPE := ropeInterleaved(graph.SliceAxis(kv, -1, graph.AxisRangeToEnd(rkv)), cos, sin)                         // [B, T, d_r]
+	var kIdx *graph.Node
+	if cfg.HasIndexer() {
+		kIdx = indexerKeys(scope.At("indexer"), cfg, graph.StopGradient(x), cos, sin) // [B, T, d_I]
+	}
+
+	// All keys the queries may read, and whether each is causal for each query.
+	keysC, keysPE, keysIdx := cKV, kPE, kIdx
+	var keyPos *graph.Node // [B or 1, S]
+	if cache != nil {
+		at := writeCoords(pos) // [B, T, 2]
+		keysC = graph.ScatterUpdate(cache.Latent, at, cKV, false, true)
+		keysPE = graph.ScatterUpdate(cache.RopeKey, at, kPE, false, true)
+		if kIdx != nil {
+			keysIdx = graph.ScatterUpdate(cache.IndexKey, at, kIdx, false, true)
+		}
+		res.cache = &LayerCache{Latent: keysC, RopeKey: keysPE, IndexKey: keysIdx}
+		keyPos = graph.Iota(g, shapes.Make(dtypes.Int32, 1, keysC.Shape().Dim(1)), 1)
+	} else {
+		keyPos = pos
+	}
+	S := keysC.Shape().Dim(1)
+	allowed := causalMask(keyPos, pos, opts.Segments) // [B, T, S]
+
+	// The indexer's choice.
+	var idxScores, selected *graph.Node
+	sparse := cfg.HasIndexer() && !opts.Dense
+	if cfg.HasIndexer() && (sparse || opts.CaptureTopK || opts.IndexerLoss != NoIndexerLoss) {
+		idxScores = indexerScores(scope.At("indexer"), cfg, x, qr, keysIdx, allowed, cos, sin) // [B, T, S]
+		res.topK = selectTopK(idxScores, cfg.IndexTopK)                                        // [B, T, k']
+		if sparse && res.topK.Shape().Dim(-1) < S {
+			selected = selectionMask(res.topK, S) // [B, T, S]
+		}
+	}
+	mask := allowed
+	if selected != nil {
+		mask = graph.LogicalAnd(allowed, selected)
+	}
+
+	// Main attention, in one of its equivalent forms.
+	scale := cfg.SoftmaxScale()
+	kvb := weight(scope.At("kv_b_proj"), g, x.DType(), nil, "weight", H*(dn+dv), rkv) // [H·(d_n+d_v), r_kv]
+	var o, probs *graph.Node
+	switch {
+	case cache == nil:
+		o, probs = attendExpanded(kvb, cfg, qNope, qPE, keysC, keysPE, mask, scale)
+	case sparse && T == 1 && selected != nil && opts.IndexerLoss == NoIndexerLoss:
+		o = attendGathered(kvb, cfg, qNope, qPE, keysC, keysPE, allowed, res.topK, scale)
+	default:
+		o, probs = attendAbsorbed(kvb, cfg, qNope, qPE, keysC, keysPE, mask, scale)
+	}
+	out := linear(scope.At("o_proj"), graph.Reshape(o, B, T, H*dv), cfg.HiddenSize) // [B, T, D]
+
+	if opts.IndexerLoss != NoIndexerLoss && idxScores != nil {
+		keySet := allowed
+		if opts.IndexerLoss == SparseIndexerLoss {
+			keySet = mask
+		}
+		res.indexerKL = indexerKL(probs, idxScores, keySet)
+	}
+	return out, res
+}
+
+// writeCoords returns the cache slots (b, pos[b,t]) of the new tokens: [B, T, 2].
+func writeCoords(pos *graph.Node) *graph.Node {
+	dims := pos.Shape().Dimensions
+	b := graph.Iota(pos.Graph(), shapes.Make(dtypes.Int32, dims[0], dims[1], 1), 0)
+	return graph.Concatenate([]*graph.Node{b, graph.ExpandAxes(graph.ConvertDType(pos, dtypes.Int32), -1)}, -1)
+}
+
+// causalMask is keyPos[b,s] ≤ pos[b,t] (and the same segment, when segments
+// are given for packed training rows): [B, T, S].
+func causalMask(keyPos, pos, segments *graph.Node) *graph.Node {
+	kp := graph.ExpandAxes(graph.ConvertDType(keyPos, dtypes.Int32), 1) // [B|1, 1, S]
+	qp := graph.ExpandAxes(graph.ConvertDType(pos, dtypes.Int32), -1)   // [B, T, 1]
+	m := graph.LessOrEqual(kp, qp)                                      // [B, T, S]
+	if segments != nil {
+		seg := graph.ConvertDType(segments, dtypes.Int32)
+		m = graph.LogicalAnd(m, graph.Equal(graph.ExpandAxes(seg, 1), graph.ExpandAxes(seg, -1)))
+	}
+	return m
+}
+
+// maskedSoftmax is softmax over the last axis of scores where mask holds.
+// Masked entries get the dtype's lowest finite value, as transformers does,
+// so a row with no allowed key stays finite.
+func maskedSoftmax(scores, mask *graph.Node) *graph.Node {
+	low := lowest(scores.Graph(), scores.DType())
+	s := graph.Where(graph.BroadcastToDims(mask, scores.Shape().Dimensions...), scores, low)
+	return graph.Softmax(s, -1)
+}
+
+// attendExpanded is the expanded form (training and prefill): per-head keys
+// and values from W_kvb · c. Returns o [B, T, H, d_v] and P [B, H, T, S].
+func attendExpanded(kvb *graph.Node, cfg *Config, qNope, qPE, keysC, keysPE, mask *graph.Node, scale float64) (*graph.Node, *graph.Node) {
+	H, dn, dv := cfg.NumHeads, cfg.QKNopeHeadDim, cfg.VHeadDim
+	dims := keysC.Shape().Dimensions
+	B, S := dims[0], dims[1]
+	kvh := graph.DotGeneral(keysC, []int{2}, nil, kvb, []int{1}, nil) // [B, S, H·(d_n+d_v)]
+	kvh = graph.Reshape(kvh, B, S, H, dn+dv)                          // [B, S, H, d_n+d_v]
+	kNope := graph.SliceAxis(kvh, -1, graph.AxisRange(0, dn))         // [B, S, H, d_n]
+	v := graph.SliceAxis(kvh, -1, graph.AxisRangeToEnd(dn))           // [B, S, H, d_v]
+	scores := graph.Add(
+		graph.Einsum("bthd,bshd->bhts", qNope, kNope),
+		graph.Einsum("bthr,bsr->bhts", qPE, keysPE)) // [B, H, T, S]
+	scores = graph.MulScalar(scores, scale)
+	p := maskedSoftmax(scores, graph.ExpandAxes(mask, 1)) // [B, H, T, S]
+	_ = dv
+	return graph.Einsum("bhts,bshd->bthd", p, v), p // [B, T, H, d_v]
+}
+
+// absorbedWeights splits W_kvb into W_UK [H, d_n, r_kv] and W_UV [H, d_v, r_kv].
+func absorbedWeights(kvb *graph.Node, cfg *Config) (wUK, wUV *graph.Node) {
+	H, dn, dv, rkv := cfg.NumHeads, cfg.QKNopeHeadDim, cfg.VHeadDim, cfg.KVLoRARank
+	w := graph.Reshape(kvb, H, dn+dv, rkv)
+	return graph.SliceAxis(w, 1, graph.AxisRange(0, dn)), graph.SliceAxis(w, 1, graph.AxisRangeToEnd(dn))
+}
+
+// attendAbsorbed is the absorbed form (decode): queries move into latent
+// space, so the cached latents serve every head ("MQA mode", dsa.md §3.4).
+// Returns o [B, T, H, d_v] and P [B, H, T, S].
+func attendAbsorbed(kvb *graph.Node, cfg *Config, qNope, qPE, keysC, keysPE, mask *graph.Node, scale float64) (*graph.Node, *graph.Node) {
+	wUK, wUV := absorbedWeights(kvb, cfg)
+	qHat := graph.Einsum("bthn,hnc->bthc", qNope, wUK) // [B, T, H, r_kv]
+	scores := graph.Add(
+		graph.Einsum("bthc,bsc->bhts", qHat, keysC),
+		graph.Einsum("bthr,bsr->bhts", qPE, keysPE)) // [B, H, T, S]
+	scores = graph.MulScalar(scores, scale)
+	p := maskedSoftmax(scores, graph.ExpandAxes(mask, 1)) // [B, H, T, S]
+	oLat := graph.Einsum("bhts,bsc->bthc", p, keysC)      // [B, T, H, r_kv]
+	return graph.Einsum("bthc,hvc->bthv", oLat, wUV), p   // [B, T, H, d_v]
+}
+
+// attendGathered is DSA's O(k) decode: only the k' selected latents are read.
+// idx [B, T, k'] are the indexer's picks; allowed [B, T, S] the causal mask.
+// Returns o [B, T, H, d_v].
+func attendGathered(kvb *graph.Node, cfg *Config, qNope, qPE, keysC, keysPE, allowed, idx *graph.Node, scale float64) *graph.Node {
+	g := idx.Graph()
+	dims := idx.Shape().Dimensions
+	B, T, K := dims[0], dims[1], dims[2]
+	full := shapes.Make(dtypes.Int32, B, T, K, 1)
+	bi := graph.Iota(g, full, 0)
+	at := graph.Concatenate([]*graph.Node{bi, graph.Reshape(idx, B, T, K, 1)}, -1) // [B, T, k', 2]
+	selC := graph.Gather(keysC, at)                                                // [B, T, k', r_kv]
+	selPE := graph.Gather(keysPE, at)                                              // [B, T, k', d_r]
+	ti := graph.Iota(g, full, 1)
+	ok := graph.Gather(allowed, graph.Concatenate([]*graph.Node{bi, ti, graph.Reshape(idx, B, T, K, 1)}, -1)) // [B, T, k']
+
+	wUK, wUV := absorbedWeights(kvb, cfg)
+	qHat := graph.Einsum("bthn,hnc->bthc", qNope, wUK) // [B, T, H, r_kv]
+	scores := graph.Add(
+		graph.Einsum("bthc,btkc->bthk", qHat, selC),
+		graph.Einsum("bthr,btkr->bthk", qPE, selPE)) // [B, T, H, k']
+	scores = graph.MulScalar(scores, scale)
+	p := maskedSoftmax(scores, graph.ExpandAxes(ok, 2)) // [B, T, H, k']
+	oLat := graph.Einsum("bthk,btkc->bthc", p, selC)    // [B, T, H, r_kv]
+	return graph.Einsum("bthc,hvc->bthv", oLat, wUV)    // [B, T, H, d_v]
+}
+
+// lowest is the dtype's most negative finite value, transformers' mask value.
+func lowest(g *graph.Graph, dt dtypes.DType) *graph.Node {
+	v := -math.MaxFloat32
+	switch dt {
+	case dtypes.BFloat16:
+		v = -3.3895313892515355e38
+	case dtypes.Float16:
+		v = -65504
+	case dtypes.Float64:
+		v = -math.MaxFloat64
+	}
+	return graph.Scalar(g, dt, v)
+}

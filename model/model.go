@@ -1,0 +1,136 @@
+package model
+
+import (
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/gomlx/core/graph"
+	gm "github.com/gomlx/gomlx/ml/model"
+)
+
+// IndexerLoss selects the DSA training loss the forward pass also computes
+// (dsa.md §9).
+type IndexerLoss int
+
+const (
+	NoIndexerLoss     IndexerLoss = iota
+	WarmupIndexerLoss             // stage 1: KL over every causal key, against dense attention
+	SparseIndexerLoss             // stage 2: KL over the selected keys, against sparse attention
+)
+
+// Options are the modes of one forward pass. They are explicit arguments,
+// never package state.
+type Options struct {
+	// Dense attends to every causal key (no top-k), as before DSA.
+	Dense bool
+	// CaptureTopK returns each layer's indexer selection, also in dense mode.
+	CaptureTopK bool
+	// CaptureHidden returns the embeddings and every layer's output.
+	CaptureHidden bool
+	// IndexerLoss adds each layer's indexer KL loss to the outputs.
+	IndexerLoss IndexerLoss
+	// Segments [B, T] (optional) restricts attention to keys of the same
+	// segment: packed documents in one training row.
+	Segments *graph.Node
+	// Routes (optional), one [B, T, K] int32 node per MoE layer, forces the
+	// routed experts (routing replay, rl.md §5).
+	Routes []*graph.Node
+}
+
+// Outputs of one forward pass.
+type Outputs struct {
+	Logits    *graph.Node   // [B, T, V]
+	Hidden    []*graph.Node // hidden_0 (embeddings) … hidden_L (after the final norm), [B, T, D], with CaptureHidden
+	TopK      []*graph.Node // per layer [B, T, min(k, S)] int32, in sparse mode or with CaptureTopK
+	Routes    []*graph.Node // per MoE layer [B, T, K] int32: the experts each token used
+	Cache     []LayerCache  // updated caches, when a cache was given
+	IndexerKL []*graph.Node // per layer scalar, with IndexerLoss
+}
+
+// Forward runs the model on tokens [B, T] at absolute positions pos [B, T].
+// With cache (one LayerCache per layer, capacity C), the new keys are written
+// into it and the queries read all of it; without, the tokens attend among
+// themselves. This is the one definition of the architecture: prefill,
+// decode, training and RL all call it.
+func Forward(scope *gm.Scope, cfg *Config, tokens, pos *graph.Node, cache []LayerCache, opts Options) Outputs {
+	var out Outputs
+	dt := ParamDType(scope)
+	root := scope.At("model")
+	embed := weight(root.At("embed_tokens"), tokens.Graph(), dt, nil, "weight", cfg.VocabSize, cfg.HiddenSize) // [V, D]
+	h := graph.Gather(embed, graph.ExpandAxes(graph.ConvertDType(tokens, dtypes.Int32), -1))                   // [B, T, D]
+	if opts.CaptureHidden {
+		out.Hidden = append(out.Hidden, h)
+	}
+	cos, sin := ropeAngles(cfg, pos, dt) // [B, T, d_r/2]
+
+	moeLayer := 0
+	for i := range cfg.NumHiddenLayers {
+		var lc *LayerCache
+		if cache != nil {
+			lc = &cache[i]
+		}
+		var forced *graph.Node
+		if cfg.IsMoE(i) && opts.Routes != nil {
+			forced = opts.Routes[moeLayer]
+		}
+		var lo layerOut
+		var ids *graph.Node
+		h, lo, ids = block(root.At("layers").At("%d", i), cfg, i, h, pos, cos, sin, lc, forced, &opts)
+		if lo.topK != nil && (opts.CaptureTopK || !opts.Dense) {
+			out.TopK = append(out.TopK, lo.topK)
+		}
+		if lo.cache != nil {
+			out.Cache = append(out.Cache, *lo.cache)
+		}
+		if lo.indexerKL != nil {
+			out.IndexerKL = append(out.IndexerKL, lo.indexerKL)
+		}
+		if ids != nil {
+			out.Routes = append(out.Routes, ids)
+			moeLayer++
+		}
+		if opts.CaptureHidden && i < cfg.NumHiddenLayers-1 {
+			out.Hidden = append(out.Hidden, h)
+		}
+	}
+	h = rmsNorm(root.At("norm"), h, cfg.RMSNormEps) // [B, T, D]
+	if opts.CaptureHidden {
+		out.Hidden = append(out.Hidden, h)
+	}
+	out.Logits = linear(scope.At("lm_head"), h, cfg.VocabSize) // [B, T, V]
+	return out
+}
+
+// block is one pre-norm decoder layer: h + MLA(norm(h)), then h + FFN(norm(h)).
+// It returns the new hidden state, the attention extras and, for MoE layers,
+// the routed expert ids.
+func block(scope *gm.Scope, cfg *Config, layer int, h, pos, cos, sin *graph.Node, cache *LayerCache, forced *graph.Node, opts *Options) (*graph.Node, layerOut, *graph.Node) {
+	x := rmsNorm(scope.At("input_layernorm"), h, cfg.RMSNormEps)
+	a, lo := attention(scope.At("self_attn"), cfg, x, pos, cos, sin, cache, opts)
+	h = graph.Add(h, a)
+	x = rmsNorm(scope.At("post_attention_layernorm"), h, cfg.RMSNormEps)
+	var ids *graph.Node
+	var f *graph.Node
+	if cfg.IsMoE(layer) {
+		f, ids = moe(scope.At("mlp"), cfg, x, forced)
+	} else {
+		f = swiGLU(scope.At("mlp"), x, cfg.IntermediateSize)
+	}
+	return graph.Add(h, f), lo, ids
+}
+
+// paramDTypeKey is the store parameter holding the weights' dtype.
+const paramDTypeKey = "dsv32_dtype"
+
+// ParamDType is the dtype of the model's weights in this store (float32 unless set).
+func ParamDType(scope *gm.Scope) dtypes.DType {
+	if v, ok := scope.Store().GetParam("/" + paramDTypeKey); ok {
+		if dt, ok := v.(dtypes.DType); ok {
+			return dt
+		}
+	}
+	return dtypes.Float32
+}
+
+// SetParamDType sets the dtype new weights are created with.
+func SetParamDType(store *gm.Store, dt dtypes.DType) {
+	store.SetParam("/"+paramDTypeKey, dt)
+}

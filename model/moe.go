@@ -1,0 +1,110 @@
+package model
+
+import (
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
+	gm "github.com/gomlx/gomlx/ml/model"
+	"github.com/gomlx/gomlx/ml/model/initializer"
+)
+
+// DeepSeekMoE (dsa.md §5): a sigmoid router with a selection-only correction
+// bias and group-limited top-k, renormalised gate weights times the routed
+// scale, the routed experts and the always-on shared expert. Axes: N tokens,
+// E routed experts, G groups, K experts per token, I expert inner dim.
+//
+// Routed experts are stored stacked, one variable per projection ([E, I, D]
+// for gate_proj and up_proj, [E, D, I] for down_proj), as transformers v5
+// holds them; the checkpoint names stay per expert (see Names).
+
+// route picks each token's experts and their gate weights. x [N, D] →
+// ids [N, K] int32, weights [N, K]. forced, when given ([N, K]), replaces the
+// router's choice (routing replay, rl.md §5); the weights still come from the
+// router's scores of those experts.
+func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (ids, weights *graph.Node) {
+	g := x.Graph()
+	N := x.Shape().Dim(0)
+	E, G, K := cfg.NumRoutedExperts, cfg.NumGroups, cfg.NumExpertsPerTok
+	wr := weight(scope, g, x.DType(), nil, "weight", E, cfg.HiddenSize) // [E, D]
+	logits := graph.DotGeneral(graph.ConvertDType(x, dtypes.Float32), []int{1}, nil,
+		graph.ConvertDType(wr, dtypes.Float32), []int{1}, nil) // [N, E], fp32
+	sigma := graph.Sigmoid(logits) // [N, E]
+
+	if forced != nil {
+		ids = graph.ConvertDType(forced, dtypes.Int32)
+	} else {
+		biasVar := scope.Store().VariableWithShape(gm.JoinPath(scope.Scope(), "e_score_correction_bias"),
+			shapes.Make(dtypes.Float32, E), initializer.Zero)
+		biasVar.SetTrainable(false)                                                                          // moved by load balancing, never by gradients (dsa.md §5)
+		choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0)))            // [N, E]
+		grouped := graph.Reshape(choice, N, G, E/G)                                                          // [N, G, E/G]
+		top2, _ := graph.TopK(grouped, 2, -1)                                                                // [N, G, 2]
+		groupScore := graph.ReduceSum(top2, -1)                                                              // [N, G]
+		keep := selectionMask(graph.Reshape(topKIndices(groupScore, cfg.TopKGroup), N, 1, cfg.TopKGroup), G) // [N, 1, G]
+		keepE := graph.Reshape(graph.BroadcastToDims(graph.Reshape(keep, N, G, 1), N, G, E/G), N, E)         // [N, E]
+		masked := graph.Where(keepE, choice, graph.Infinity(g, dtypes.Float32, -1))
+		ids = topKIndices(masked, K) // [N, K]
+	}
+	at := graph.Concatenate([]*graph.Node{
+		graph.Iota(g, shapes.Make(dtypes.Int32, N, K, 1), 0), graph.Reshape(ids, N, K, 1)}, -1) // [N, K, 2]
+	weights = graph.Gather(sigma, at) // [N, K]: the unbiased σ of the chosen experts
+	if cfg.NormTopKProb {
+		weights = graph.Div(weights, graph.AddScalar(graph.ReduceAndKeep(weights, graph.ReduceSum, -1), 1e-20))
+	}
+	weights = graph.MulScalar(weights, cfg.RoutedScalingFactor)
+	return ids, graph.ConvertDType(weights, x.DType())
+}
+
+// topKIndices returns the indices of the k largest entries of the last axis (int32).
+func topKIndices(x *graph.Node, k int) *graph.Node {
+	_, idx := graph.TopK(x, k, -1)
+	return graph.ConvertDType(idx, dtypes.Int32)
+}
+
+// moe is DeepSeekMoE on x [B, T, D]. It returns the output [B, T, D] and the
+// routed expert ids [B, T, K].
+func moe(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (*graph.Node, *graph.Node) {
+	dims := x.Shape().Dimensions
+	B, T, D := dims[0], dims[1], dims[2]
+	N := B * T
+	E, K, I := cfg.NumRoutedExperts, cfg.NumExpertsPerTok, cfg.MoEIntermediateSize
+	flat := graph.Reshape(x, N, D) // [N, D]
+	if forced != nil {
+		forced = graph.Reshape(forced, N, K)
+	}
+	ids, w := route(scope.At("gate"), cfg, flat, forced) // [N, K], [N, K]
+
+	g := x.Graph()
+	ex := scope.At("experts")
+	wGate := weight(ex.At("gate_proj"), g, x.DType(), nil, "weight", E, I, D) // [E, I, D]
+	wUp := weight(ex.At("up_proj"), g, x.DType(), nil, "weight", E, I, D)     // [E, I, D]
+	wDown := weight(ex.At("down_proj"), g, x.DType(), nil, "weight", E, D, I) // [E, D, I]
+
+	var routed *graph.Node
+	if N*K <= E {
+		// Few tokens (decode): read only the chosen experts' weights.
+		at := graph.Reshape(ids, N, K, 1)
+		gw, uw, dw := graph.Gather(wGate, at), graph.Gather(wUp, at), graph.Gather(wDown, at) // [N, K, I, D], [N, K, D, I]
+		gate := graph.Einsum("nd,nkid->nki", flat, gw)                                        // [N, K, I]
+		up := graph.Einsum("nd,nkid->nki", flat, uw)                                          // [N, K, I]
+		h := graph.Mul(graph.Mul(gate, graph.Sigmoid(gate)), up)                              // [N, K, I]
+		y := graph.Einsum("nki,nkdi->nkd", h, dw)                                             // [N, K, D]
+		routed = graph.Einsum("nk,nkd->nd", w, y)                                             // [N, D]
+	} else {
+		// Many tokens: every expert sees every token, weighted by a dense gate
+		// matrix that is zero off the chosen experts (exact, E/K times the work).
+		at := graph.Concatenate([]*graph.Node{
+			graph.Iota(g, shapes.Make(dtypes.Int32, N, K, 1), 0), graph.Reshape(ids, N, K, 1)}, -1) // [N, K, 2]
+		gates := graph.ScatterSum(graph.Zeros(g, shapes.Make(x.DType(), N, E)), at, w, false, true) // [N, E]
+		gate := graph.Einsum("nd,eid->nei", flat, wGate)                                            // [N, E, I]
+		up := graph.Einsum("nd,eid->nei", flat, wUp)                                                // [N, E, I]
+		h := graph.Mul(graph.Mul(gate, graph.Sigmoid(gate)), up)                                    // [N, E, I]
+		h = graph.Mul(h, graph.ExpandAxes(gates, -1))                                               // [N, E, I]
+		routed = graph.Einsum("nei,edi->nd", h, wDown)                                              // [N, D]
+	}
+	out := routed
+	if cfg.NumSharedExperts > 0 {
+		out = graph.Add(out, swiGLU(scope.At("shared_experts"), flat, cfg.NumSharedExperts*I))
+	}
+	return graph.Reshape(out, B, T, D), graph.Reshape(ids, B, T, K)
+}

@@ -1,0 +1,334 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	gm "github.com/gomlx/gomlx/ml/model"
+)
+
+// Stepper runs Forward against caches that stay on the device: one buffer
+// per layer and kind, [rows, capacity, width], donated to each step so the
+// backend can update it in place. A step feeds T new tokens to every row
+// (decode, T = 1) or to one row (a prefill chunk); each writes its keys into
+// the cache slots of its positions and returns the logits of one position per
+// row. The engine builds continuous batching on this; the model's tests use
+// it to check cached decode against prefill.
+type Stepper struct {
+	m        *Model
+	backend  compute.Backend
+	opts     Options
+	rows     int
+	capacity int
+	perLayer int
+	caches   []*tensors.Tensor // layer-major: latent, rope key, [index key]
+
+	all, one *gm.Exec // every row; one dynamic row
+	nRoutes  int
+}
+
+// StepResult is what a step returns.
+type StepResult struct {
+	Logits []float32 // [rows or 1, V]: the logits at each row's `last` position
+	Routes [][]int32 // per MoE layer, [rows or 1, T, K] routed expert ids
+	TopK   [][]int32 // per layer, [rows or 1, T, k'], with Options.CaptureTopK
+	K      int       // k' of TopK
+}
+
+// NewStepper allocates zeroed caches for rows sequences of up to capacity
+// tokens. Only the boolean fields of opts apply.
+func (m *Model) NewStepper(backend compute.Backend, rows, capacity int, opts Options) (s *Stepper, err error) {
+	defer catch(&err, "stepper")
+	if rows < 1 || capacity < 1 {
+		return nil, fmt.Errorf("stepper: rows %d and capacity %d must be positive", rows, capacity)
+	}
+	opts.Segments, opts.Routes = nil, nil
+	s = &Stepper{m: m, backend: backend, opts: opts, perLayer: 2}
+	if m.Config.HasIndexer() {
+		s.perLayer = 3
+	}
+	s.caches = s.zeroCaches(rows, capacity)
+	s.rows, s.capacity = rows, capacity
+	s.all, err = gm.NewExec(backend, m.Store, s.stepAll)
+	if err != nil {
+		return nil, err
+	}
+	s.one, err = gm.NewExec(backend, m.Store, s.stepOne)
+	return s, err
+}
+
+// Rows and Capacity are the cache's current shape.
+func (s *Stepper) Rows() int     { return s.rows }
+func (s *Stepper) Capacity() int { return s.capacity }
+
+// CacheBytes is the device memory the caches hold.
+func (s *Stepper) CacheBytes() int64 { return CacheBytes(s.m, s.rows, s.capacity) }
+
+// CacheBytes is the memory of caches for rows × capacity tokens.
+func CacheBytes(m *Model, rows, capacity int) int64 {
+	dt := ParamDType(m.Store.RootScope())
+	return int64(rows) * int64(capacity) * int64(m.Config.CacheWidth()) * int64(m.Config.NumHiddenLayers) * int64(dt.Size())
+}
+
+func (s *Stepper) widths() []int {
+	c := s.m.Config
+	w := []int{c.KVLoRARank, c.QKRopeHeadDim}
+	if s.perLayer == 3 {
+		w = append(w, c.IndexHeadDim)
+	}
+	return w
+}
+
+func (s *Stepper) zeroCaches(rows, capacity int) []*tensors.Tensor {
+	dt := ParamDType(s.m.Store.RootScope())
+	var cs []*tensors.Tensor
+	for range s.m.Config.NumHiddenLayers {
+		for _, w := range s.widths() {
+			cs = append(cs, tensors.FromShape(shapes.Make(dt, rows, capacity, w)))
+		}
+	}
+	return cs
+}
+
+// layerCaches regroups flat cache nodes per layer.
+func (s *Stepper) layerCaches(flat []*graph.Node) []LayerCache {
+	cache := make([]LayerCache, s.m.Config.NumHiddenLayers)
+	for i := range cache {
+		c := flat[i*s.perLayer:]
+		cache[i] = LayerCache{Latent: c[0], RopeKey: c[1]}
+		if s.perLayer == 3 {
+			cache[i].IndexKey = c[2]
+		}
+	}
+	return cache
+}
+
+func flatCaches(cs []LayerCache) []*graph.Node {
+	var out []*graph.Node
+	for _, c := range cs {
+		out = append(out, c.Latent, c.RopeKey)
+		if c.IndexKey != nil {
+			out = append(out, c.IndexKey)
+		}
+	}
+	return out
+}
+
+// forward runs the model and lays out the outputs: logits at `last`, caches,
+// routes, top-k.
+func (s *Stepper) forward(scope *gm.Scope, tokens, pos, last *graph.Node, cache []LayerCache) ([]*graph.Node, []LayerCache) {
+	out := Forward(scope, s.m.Config, tokens, pos, cache, s.opts)
+	B := tokens.Shape().Dim(0)
+	at := graph.Concatenate([]*graph.Node{
+		graph.Iota(tokens.Graph(), shapes.Make(dtypes.Int32, B, 1), 0), graph.Reshape(last, B, 1)}, -1) // [B, 2]
+	logits := graph.ConvertDType(graph.Gather(out.Logits, at), dtypes.Float32) // [B, V]
+	s.nRoutes = len(out.Routes)
+	res := []*graph.Node{logits}
+	res = append(res, out.Routes...)
+	if s.opts.CaptureTopK {
+		res = append(res, out.TopK...)
+	}
+	return res, out.Cache
+}
+
+// stepAll: in = tokens [B,T], pos [B,T], last [B], caches…
+func (s *Stepper) stepAll(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+	res, cache := s.forward(scope, in[0], in[1], in[2], s.layerCaches(in[3:]))
+	return append(flatCaches(cache), res...)
+}
+
+// stepOne: in = row [], tokens [1,T], pos [1,T], last [1], caches… — only
+// that row's cache is read and written.
+func (s *Stepper) stepOne(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+	row := graph.Reshape(in[0], 1, 1) // [1, 1]: Gather/Scatter index of one row
+	full := in[4:]
+	rowFlat := make([]*graph.Node, len(full))
+	for i, c := range full {
+		rowFlat[i] = graph.Gather(c, row) // [1, C, W]
+	}
+	res, cache := s.forward(scope, in[1], in[2], in[3], s.layerCaches(rowFlat))
+	updated := flatCaches(cache)
+	for i, c := range full {
+		updated[i] = graph.ScatterUpdate(c, row, updated[i], true, true)
+	}
+	return append(updated, res...)
+}
+
+// Step feeds tokens [rows][T] at positions [rows][T] to every row; last[b]
+// picks the position (index into T) whose logits row b returns. Rows with
+// nothing to do still run: give them a position whose slot is overwritten
+// before it is read (their next position).
+func (s *Stepper) Step(tokens, pos [][]int32, last []int32) (res *StepResult, err error) {
+	defer catch(&err, "step")
+	if len(tokens) != s.rows || len(pos) != s.rows || len(last) != s.rows {
+		return nil, fmt.Errorf("step: %d token rows, %d position rows and %d last indices for %d rows", len(tokens), len(pos), len(last), s.rows)
+	}
+	T := len(tokens[0])
+	var flatTok, flatPos []int32
+	for b := range tokens {
+		if err := s.check(b, tokens[b], pos[b], last[b], T); err != nil {
+			return nil, err
+		}
+		flatTok = append(flatTok, tokens[b]...)
+		flatPos = append(flatPos, pos[b]...)
+	}
+	args := []any{
+		tensors.FromFlatDataAndDimensions(flatTok, s.rows, T),
+		tensors.FromFlatDataAndDimensions(flatPos, s.rows, T),
+		tensors.FromFlatDataAndDimensions(last, s.rows),
+	}
+	return s.run(s.all, args)
+}
+
+// StepRow feeds tokens [T] at positions [T] to one row only (a prefill
+// chunk) and returns the logits at index last.
+func (s *Stepper) StepRow(row int, tokens, pos []int32, last int32) (res *StepResult, err error) {
+	defer catch(&err, "step row")
+	if row < 0 || row >= s.rows {
+		return nil, fmt.Errorf("step row: row %d outside [0, %d)", row, s.rows)
+	}
+	if err := s.check(row, tokens, pos, last, len(tokens)); err != nil {
+		return nil, err
+	}
+	T := len(tokens)
+	args := []any{
+		tensors.FromScalar(int32(row)),
+		tensors.FromFlatDataAndDimensions(tokens, 1, T),
+		tensors.FromFlatDataAndDimensions(pos, 1, T),
+		tensors.FromFlatDataAndDimensions([]int32{last}, 1),
+	}
+	return s.run(s.one, args)
+}
+
+func (s *Stepper) check(row int, tokens, pos []int32, last int32, T int) error {
+	if T == 0 || len(tokens) != T || len(pos) != T {
+		return fmt.Errorf("row %d: %d tokens and %d positions, want %d (> 0)", row, len(tokens), len(pos), T)
+	}
+	if last < 0 || int(last) >= T {
+		return fmt.Errorf("row %d: last index %d outside [0, %d)", row, last, T)
+	}
+	for t, p := range pos {
+		if p < 0 || int(p) >= s.capacity {
+			return fmt.Errorf("row %d: position %d is outside the cache capacity %d", row, p, s.capacity)
+		}
+		if id := tokens[t]; id < 0 || int(id) >= s.m.Config.VocabSize {
+			return fmt.Errorf("row %d: token %d is outside the vocabulary [0, %d)", row, id, s.m.Config.VocabSize)
+		}
+	}
+	return nil
+}
+
+// run executes with the caches donated and keeps the updated ones.
+func (s *Stepper) run(exec *gm.Exec, args []any) (*StepResult, error) {
+	for _, c := range s.caches {
+		d, err := graph.DonateTensorBuffer(c, s.backend, 0)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, d)
+	}
+	outs, err := exec.Exec(args...)
+	if err != nil {
+		// The donated caches are gone: start this stepper's caches afresh.
+		s.caches = s.zeroCaches(s.rows, s.capacity)
+		return nil, err
+	}
+	n := len(s.caches)
+	s.caches = outs[:n]
+	outs = outs[n:]
+	res := &StepResult{Logits: tensors.MustCopyFlatData[float32](outs[0])}
+	for _, r := range outs[1 : 1+s.nRoutes] {
+		res.Routes = append(res.Routes, tensors.MustCopyFlatData[int32](r))
+	}
+	for _, t := range outs[1+s.nRoutes:] {
+		res.TopK = append(res.TopK, tensors.MustCopyFlatData[int32](t))
+		res.K = t.Shape().Dim(-1)
+	}
+	return res, nil
+}
+
+// Resize changes the number of rows and the capacity, keeping the first
+// min(rows) rows and min(capacity) slots of every cache on the device.
+func (s *Stepper) Resize(rows, capacity int) (err error) {
+	defer catch(&err, "resize")
+	if rows < 1 || capacity < 1 {
+		return fmt.Errorf("resize: rows %d and capacity %d must be positive", rows, capacity)
+	}
+	if rows == s.rows && capacity == s.capacity {
+		return nil
+	}
+	exec, err := graph.NewExec(s.backend, func(in []*graph.Node) []*graph.Node {
+		out := make([]*graph.Node, len(in))
+		for i, c := range in {
+			dims := c.Shape().Dimensions
+			c = graph.Slice(c, graph.AxisRange(0, min(rows, dims[0])), graph.AxisRange(0, min(capacity, dims[1])), graph.AxisRange())
+			zero := graph.ScalarZero(c.Graph(), c.DType())
+			out[i] = graph.Pad(c, zero,
+				compute.PadAxis{End: max(0, rows-dims[0])}, compute.PadAxis{End: max(0, capacity-dims[1])})
+		}
+		return out
+	})
+	if err != nil {
+		return err
+	}
+	defer exec.Finalize()
+	args := make([]any, len(s.caches))
+	for i, c := range s.caches {
+		args[i] = c
+	}
+	outs, err := exec.Exec(args...)
+	if err != nil {
+		return err
+	}
+	for _, c := range s.caches {
+		c.FinalizeAll()
+	}
+	s.caches, s.rows, s.capacity = outs, rows, capacity
+	return nil
+}
+
+// CopyRow copies row from's cache over row to's (compacting a batch).
+func (s *Stepper) CopyRow(from, to int) (err error) {
+	defer catch(&err, "copy row")
+	if from < 0 || from >= s.rows || to < 0 || to >= s.rows {
+		return fmt.Errorf("copy row %d to %d: outside [0, %d)", from, to, s.rows)
+	}
+	exec, err := graph.NewExec(s.backend, func(in []*graph.Node) []*graph.Node {
+		src, dst, cs := graph.Reshape(in[0], 1, 1), graph.Reshape(in[1], 1, 1), in[2:]
+		out := make([]*graph.Node, len(cs))
+		for i, c := range cs {
+			out[i] = graph.ScatterUpdate(c, dst, graph.Gather(c, src), true, true)
+		}
+		return out
+	})
+	if err != nil {
+		return err
+	}
+	defer exec.Finalize()
+	args := []any{tensors.FromScalar(int32(from)), tensors.FromScalar(int32(to))}
+	for _, c := range s.caches {
+		args = append(args, c)
+	}
+	outs, err := exec.Exec(args...)
+	if err != nil {
+		return err
+	}
+	for _, c := range s.caches {
+		c.FinalizeAll()
+	}
+	s.caches = outs
+	return nil
+}
+
+// Close releases the executors and the caches.
+func (s *Stepper) Close() {
+	s.all.Finalize()
+	s.one.Finalize()
+	for _, c := range s.caches {
+		c.FinalizeAll()
+	}
+}
