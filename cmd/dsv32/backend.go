@@ -20,8 +20,10 @@ type backendFlag struct {
 func (f backendFlag) open() (b compute.Backend, err error) {
 	os.Setenv("GOMLX_NO_AUTO_INSTALL", "1")
 	cfg := f.Backend
-	if cfg == "" {
-		cfg = "go"
+	if cfg == "" || cfg == "go" {
+		// Ops one after another, each using every core: GoMLX v0.28.2's Go
+		// backend can deadlock running TopK sorts as parallel ops.
+		cfg = "go:ops_sequential"
 	}
 	if strings.HasPrefix(cfg, "xla") && !strings.HasPrefix(cfg, "xla:") {
 		return nil, fmt.Errorf("backend %q: give the PJRT plugin path, as xla:/abs/path/xla_cuda_plugin.so", cfg)

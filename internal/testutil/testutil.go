@@ -34,7 +34,7 @@ func Backend(t testing.TB) compute.Backend {
 	t.Helper()
 	backendOnce.Do(func() {
 		os.Setenv("GOMLX_NO_AUTO_INSTALL", "1")
-		backend, backendErr = compute.NewWithConfig("go")
+		backend, backendErr = compute.NewWithConfig(goBackendConfig)
 	})
 	if backendErr != nil {
 		t.Fatalf("go backend: %v", backendErr)
@@ -56,3 +56,8 @@ func RelErr(got, want []float32) (rel, maxAbs float64) {
 	}
 	return math.Sqrt(num / den), maxAbs
 }
+
+// goBackendConfig runs graph ops one after another (each op still uses every
+// core): GoMLX v0.28.2's Go backend can deadlock when parallel ops run sorts
+// (TopK) whose comparators wait for the same worker pool.
+const goBackendConfig = "go:ops_sequential"

@@ -1,0 +1,294 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dsv32/dsv32/checkpoint"
+	"github.com/dsv32/dsv32/engine"
+	"github.com/dsv32/dsv32/internal/testutil"
+	"github.com/dsv32/dsv32/model"
+	"github.com/gomlx/compute/dtypes"
+)
+
+var (
+	tinyOnce sync.Once
+	tiny     *model.Model
+	tinyIDs  []int32
+)
+
+// tinyModel is the tiny-dsa reference checkpoint (index_topk 16) and its
+// 64 fixture token ids.
+func tinyModel(t *testing.T) (*model.Model, []int32) {
+	t.Helper()
+	tinyOnce.Do(func() {
+		m, err := model.Load(testutil.Testdata("tiny-dsa"), dtypes.Float32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck, err := checkpoint.Open(testutil.Testdata("tiny-dsa", "expected.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ck.Close()
+		ids, _, err := ck.Int64("input_ids")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range ids {
+			tinyIDs = append(tinyIDs, int32(v))
+		}
+		tiny = m
+	})
+	if tiny == nil {
+		t.Fatal("tiny model did not load")
+	}
+	return tiny, tinyIDs
+}
+
+func newEngine(t *testing.T, cfg engine.Config) (*engine.Engine, []int32) {
+	t.Helper()
+	m, ids := tinyModel(t)
+	e, err := engine.New(m, testutil.Backend(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e, ids
+}
+
+// greedyReference decodes by re-running a full prefill for every token: the
+// slow, obviously correct path the engine must agree with.
+func greedyReference(t *testing.T, prompt []int32, n int) []int32 {
+	t.Helper()
+	m, _ := tinyModel(t)
+	V := m.Config.VocabSize
+	seq := slices.Clone(prompt)
+	var out []int32
+	for range n {
+		res, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := res.Logits[(len(seq)-1)*V:]
+		best := 0
+		for i, v := range last {
+			if v > last[best] {
+				best = i
+			}
+		}
+		out = append(out, int32(best))
+		seq = append(seq, int32(best))
+	}
+	return out
+}
+
+func ids(ts []engine.Token) []int32 {
+	out := make([]int32, len(ts))
+	for i, t := range ts {
+		out[i] = t.ID
+	}
+	return out
+}
+
+func TestGreedyMatchesFullRecompute(t *testing.T) {
+	e, fx := newEngine(t, engine.Config{PrefillChunk: 16})
+	prompt := fx[:37] // three prefill chunks, past index_topk
+	res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, Params: engine.SampleParams{MaxTokens: 10}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := greedyReference(t, prompt, 10)
+	if got := ids(res.Tokens); !slices.Equal(got, want) {
+		t.Fatalf("engine greedy %v, full recompute %v", got, want)
+	}
+	if res.Finish != engine.FinishLength || res.PromptTokens != 37 {
+		t.Errorf("finish %q, prompt tokens %d", res.Finish, res.PromptTokens)
+	}
+}
+
+// Concurrent requests join and leave a running batch (MaxBatch 2, five
+// requests) and each gets exactly what it gets alone.
+func TestContinuousBatchingIsolation(t *testing.T) {
+	e, fx := newEngine(t, engine.Config{MaxBatch: 2, PrefillChunk: 16})
+	type job struct {
+		prompt []int32
+		n      int
+	}
+	jobs := []job{{fx[:20], 6}, {fx[5:40], 9}, {fx[10:13], 4}, {fx[30:64], 7}, {fx[:50], 5}}
+	got := make([][]int32, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.Generate(context.Background(), engine.Request{Prompt: j.prompt, Params: engine.SampleParams{MaxTokens: j.n}}, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = ids(res.Tokens)
+		}()
+	}
+	wg.Wait()
+	for i, j := range jobs {
+		if want := greedyReference(t, j.prompt, j.n); !slices.Equal(got[i], want) {
+			t.Errorf("request %d: batched %v, alone %v", i, got[i], want)
+		}
+	}
+	if st := e.Stats(); st.Requests != int64(len(jobs)) || st.Running != 0 {
+		t.Errorf("stats after the run: %+v", st)
+	}
+}
+
+func TestSeedsAndStops(t *testing.T) {
+	e, fx := newEngine(t, engine.Config{})
+	run := func(p engine.SampleParams) *engine.Result {
+		t.Helper()
+		res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:12], Params: p}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	sampled := engine.SampleParams{Temperature: 1, TopP: 0.9, Seed: 7, HasSeed: true, MaxTokens: 12}
+	a, b := run(sampled), run(sampled)
+	if !slices.Equal(ids(a.Tokens), ids(b.Tokens)) {
+		t.Errorf("same seed gave %v and %v", ids(a.Tokens), ids(b.Tokens))
+	}
+	other := sampled
+	other.Seed = 8
+	differs := false
+	for s := uint64(8); s < 14 && !differs; s++ {
+		other.Seed = s
+		differs = !slices.Equal(ids(run(other).Tokens), ids(a.Tokens))
+	}
+	if !differs {
+		t.Error("six other seeds all gave the same tokens")
+	}
+
+	greedy := run(engine.SampleParams{MaxTokens: 8})
+	stopAt := greedy.Tokens[3].ID
+	first := slices.Index(ids(greedy.Tokens), stopAt)
+	res := run(engine.SampleParams{MaxTokens: 8, StopTokens: []int32{stopAt}})
+	if res.Finish != engine.FinishStop || len(res.Tokens) != first+1 {
+		t.Errorf("stop token: finish %q after %d tokens, want stop after %d", res.Finish, len(res.Tokens), first+1)
+	}
+	seqStop := ids(greedy.Tokens[4:6])
+	res = run(engine.SampleParams{MaxTokens: 8, StopSequences: [][]int32{seqStop}})
+	if res.Finish != engine.FinishStop || !slices.Equal(ids(res.Tokens[len(res.Tokens)-2:]), seqStop) {
+		t.Errorf("stop sequence %v: finish %q, tokens %v", seqStop, res.Finish, ids(res.Tokens))
+	}
+}
+
+func TestCancellationLeavesOthersAlone(t *testing.T) {
+	e, fx := newEngine(t, engine.Config{MaxBatch: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var cancelled *engine.Result
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n := 0
+		res, err := e.Generate(ctx, engine.Request{Prompt: fx[:10], Params: engine.SampleParams{MaxTokens: 500}}, func(engine.Token) {
+			if n++; n == 3 {
+				cancel()
+			}
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		cancelled = res
+	}()
+	res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[20:30], Params: engine.SampleParams{MaxTokens: 8}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if cancelled.Finish != engine.FinishCancelled || len(cancelled.Tokens) >= 500 {
+		t.Errorf("cancelled request: finish %q after %d tokens", cancelled.Finish, len(cancelled.Tokens))
+	}
+	if want := greedyReference(t, fx[20:30], 8); !slices.Equal(ids(res.Tokens), want) {
+		t.Errorf("neighbour of a cancelled request: %v, want %v", ids(res.Tokens), want)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	e, fx := newEngine(t, engine.Config{MaxContext: 512, MemoryBudget: 300_000})
+	cases := []struct {
+		name string
+		req  engine.Request
+		want error
+	}{
+		{"context overflow", engine.Request{Prompt: fx, Params: engine.SampleParams{MaxTokens: 500}}, engine.ErrContextOverflow},
+		{"cache budget", engine.Request{Prompt: fx, Params: engine.SampleParams{MaxTokens: 400}}, engine.ErrTooLarge},
+		{"empty prompt", engine.Request{}, nil},
+		{"token outside vocabulary", engine.Request{Prompt: []int32{1, 99999}}, nil},
+		{"bad temperature", engine.Request{Prompt: fx[:3], Params: engine.SampleParams{Temperature: -1}}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := e.Generate(context.Background(), c.req, nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if c.want != nil && !errors.Is(err, c.want) {
+				t.Fatalf("error %v, want %v", err, c.want)
+			}
+			t.Log(err)
+		})
+	}
+	// The engine still serves after refusing.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.Generate(ctx, engine.Request{Prompt: fx[:5], Params: engine.SampleParams{MaxTokens: 3}}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Routes recorded while sampling equal those of a prefill of the same tokens
+// (keep routing, rl.md §5), and kept sets contain the sampled token.
+func TestRecordsForRL(t *testing.T) {
+	e, fx := newEngine(t, engine.Config{PrefillChunk: 16})
+	m, _ := tinyModel(t)
+	prompt := fx[:21]
+	res, err := e.Generate(context.Background(), engine.Request{
+		Prompt: prompt, RecordRoutes: true, RecordKept: true,
+		Params: engine.SampleParams{Temperature: 0.8, TopK: 20, TopP: 0.95, Seed: 3, HasSeed: true, MaxTokens: 6, TopLogprobs: 3},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := append(slices.Clone(prompt), ids(res.Tokens[:len(res.Tokens)-1])...)
+	if len(res.Routes) != len(seq) {
+		t.Fatalf("%d route records for %d processed positions", len(res.Routes), len(seq))
+	}
+	pre, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	K := m.Config.NumExpertsPerTok
+	for p := range seq {
+		for l, r := range pre.Routes {
+			want := slices.Clone(r[p*K : (p+1)*K])
+			got := slices.Clone(res.Routes[p][l])
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("position %d, MoE layer %d: recorded experts %v, prefill routes %v", p, l, got, want)
+			}
+		}
+	}
+	for i, tok := range res.Tokens {
+		if len(tok.Kept) == 0 || len(tok.Kept) > 20 || !slices.Contains(tok.Kept, tok.ID) {
+			t.Errorf("token %d: kept set %v does not hold sampled id %d (top-k 20)", i, tok.Kept, tok.ID)
+		}
+		if tok.SampleLogprob > 0 || tok.Logprob > 0 || len(tok.Top) != 3 {
+			t.Errorf("token %d: logprob %g, sample logprob %g, %d alternatives", i, tok.Logprob, tok.SampleLogprob, len(tok.Top))
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+)
+
+// SampleParams choose how tokens are drawn from the model's logits.
+// The zero value is greedy decoding with no limit but the context.
+type SampleParams struct {
+	Temperature      float64 // 0: greedy (argmax)
+	TopP             float64 // nucleus: keep the smallest set with mass ≥ TopP (0 or 1: off)
+	TopK             int     // keep the TopK most likely tokens (0: off)
+	MinP             float64 // keep tokens with p ≥ MinP·p_max (0: off)
+	PresencePenalty  float64 // subtracted from the logit of every token generated so far
+	FrequencyPenalty float64 // times the count of each token generated so far
+	Seed             uint64  // with HasSeed: same seed and request → same tokens
+	HasSeed          bool
+	MaxTokens        int       // tokens to generate (0: up to the context)
+	StopTokens       []int32   // finish when one of these is generated (it is kept in the output)
+	StopSequences    [][]int32 // finish when the output ends with one of these
+	TopLogprobs      int       // alternatives to report per token (0–20)
+}
+
+// Validate names the first bad field.
+func (p *SampleParams) Validate() error {
+	switch {
+	case p.Temperature < 0 || math.IsNaN(p.Temperature) || p.Temperature > 100:
+		return fmt.Errorf("temperature %g: must be in [0, 100]", p.Temperature)
+	case p.TopP < 0 || p.TopP > 1 || math.IsNaN(p.TopP):
+		return fmt.Errorf("top_p %g: must be in [0, 1]", p.TopP)
+	case p.TopK < 0:
+		return fmt.Errorf("top_k %d: must not be negative", p.TopK)
+	case p.MinP < 0 || p.MinP > 1 || math.IsNaN(p.MinP):
+		return fmt.Errorf("min_p %g: must be in [0, 1]", p.MinP)
+	case math.Abs(p.PresencePenalty) > 2 || math.IsNaN(p.PresencePenalty):
+		return fmt.Errorf("presence_penalty %g: must be in [-2, 2]", p.PresencePenalty)
+	case math.Abs(p.FrequencyPenalty) > 2 || math.IsNaN(p.FrequencyPenalty):
+		return fmt.Errorf("frequency_penalty %g: must be in [-2, 2]", p.FrequencyPenalty)
+	case p.MaxTokens < 0:
+		return fmt.Errorf("max_tokens %d: must not be negative", p.MaxTokens)
+	case p.TopLogprobs < 0 || p.TopLogprobs > 20:
+		return fmt.Errorf("top_logprobs %d: must be in [0, 20]", p.TopLogprobs)
+	}
+	return nil
+}
+
+// truncates reports whether sampling keeps only part of the vocabulary.
+func (p *SampleParams) truncates() bool {
+	return p.Temperature > 0 && ((p.TopP > 0 && p.TopP < 1) || p.TopK > 0 || p.MinP > 0)
+}
+
+// TokenLogprob is one candidate token and its log-probability.
+type TokenLogprob struct {
+	ID      int32
+	Logprob float32
+}
+
+// Token is one generated token and what RL and `logprobs` need about it.
+type Token struct {
+	ID int32
+	// Logprob is log π(ID) under the model's own distribution (temperature 1,
+	// no penalties, no truncation): what OpenAI's `logprobs` reports.
+	Logprob float32
+	// SampleLogprob is log-probability under the distribution actually
+	// sampled from: temperature, penalties and truncation, renormalised over
+	// the kept set (0 for greedy). RL's π_old with the sampling mask (rl.md §6).
+	SampleLogprob float32
+	// Top are the TopLogprobs most likely tokens under the model's distribution.
+	Top []TokenLogprob
+	// Kept is the sorted set of token ids the truncation kept (top-k, top-p,
+	// min-p), when the request records it and sampling truncates.
+	Kept []int32
+}
+
+// sampler draws tokens for one request.
+type sampler struct {
+	p      SampleParams
+	rng    *rand.Rand
+	counts map[int32]int // generated tokens so far, for penalties
+	kept   bool          // record kept sets
+	// scratch
+	order []int32
+	probs []float64
+}
+
+func newSampler(p SampleParams, recordKept bool, fallbackSeed uint64) *sampler {
+	seed := fallbackSeed
+	if p.HasSeed {
+		seed = p.Seed
+	}
+	return &sampler{p: p, rng: rand.New(rand.NewPCG(seed, 0x5851f42d4c957f2d)), counts: map[int32]int{}, kept: recordKept}
+}
+
+// logSoftmax writes log-softmax(x / temp) into dst (float64) and returns it.
+func logSoftmax(dst []float64, x []float32, temp float64) []float64 {
+	dst = dst[:0]
+	mx := math.Inf(-1)
+	for _, v := range x {
+		mx = math.Max(mx, float64(v)/temp)
+	}
+	var sum float64
+	for _, v := range x {
+		d := float64(v)/temp - mx
+		dst = append(dst, d)
+		sum += math.Exp(d)
+	}
+	ls := math.Log(sum)
+	for i := range dst {
+		dst[i] -= ls
+	}
+	return dst
+}
+
+// next draws the next token from logits [V].
+func (s *sampler) next(logits []float32) Token {
+	V := len(logits)
+	model := logSoftmax(make([]float64, 0, V), logits, 1)
+	var tok Token
+	if k := s.p.TopLogprobs; k > 0 {
+		tok.Top = topN(model, k)
+	}
+
+	if s.p.Temperature == 0 {
+		best := 0
+		for i, v := range model {
+			if v > model[best] {
+				best = i
+			}
+		}
+		tok.ID = int32(best)
+		tok.Logprob = float32(model[best])
+		s.counts[tok.ID]++
+		return tok
+	}
+
+	// Penalised, tempered logits.
+	adj := make([]float32, V)
+	copy(adj, logits)
+	for id, n := range s.counts {
+		adj[id] -= float32(s.p.FrequencyPenalty*float64(n) + s.p.PresencePenalty)
+	}
+	lp := logSoftmax(s.probs, adj, s.p.Temperature)
+	s.probs = lp
+
+	// Candidates in descending probability (ties: lower id first).
+	s.order = s.order[:0]
+	for i := range V {
+		s.order = append(s.order, int32(i))
+	}
+	keep := V
+	if s.p.truncates() {
+		sort.SliceStable(s.order, func(a, b int) bool { return lp[s.order[a]] > lp[s.order[b]] })
+		if s.p.TopK > 0 {
+			keep = min(keep, s.p.TopK)
+		}
+		if s.p.MinP > 0 {
+			floor := lp[s.order[0]] + math.Log(s.p.MinP)
+			n := 0
+			for n < keep && lp[s.order[n]] >= floor {
+				n++
+			}
+			keep = max(n, 1)
+		}
+		if s.p.TopP > 0 && s.p.TopP < 1 {
+			var mass float64
+			n := 0
+			for n < keep {
+				mass += math.Exp(lp[s.order[n]])
+				n++
+				if mass >= s.p.TopP {
+					break
+				}
+			}
+			keep = n
+		}
+	}
+	kept := s.order[:keep]
+	var z float64
+	for _, id := range kept {
+		z += math.Exp(lp[id])
+	}
+	u := s.rng.Float64() * z
+	choice := kept[len(kept)-1]
+	var acc float64
+	for _, id := range kept {
+		acc += math.Exp(lp[id])
+		if u < acc {
+			choice = id
+			break
+		}
+	}
+	tok.ID = choice
+	tok.Logprob = float32(model[choice])
+	tok.SampleLogprob = float32(lp[choice] - math.Log(z))
+	if s.kept && keep < V {
+		tok.Kept = slices.Clone(kept)
+		slices.Sort(tok.Kept)
+	}
+	s.counts[choice]++
+	return tok
+}
+
+// topN returns the n largest log-probabilities (ties: lower id first).
+func topN(lp []float64, n int) []TokenLogprob {
+	n = min(n, len(lp))
+	top := make([]TokenLogprob, 0, n+1)
+	for i, v := range lp {
+		if len(top) == n && float32(v) <= top[n-1].Logprob {
+			continue
+		}
+		t := TokenLogprob{ID: int32(i), Logprob: float32(v)}
+		at := sort.Search(len(top), func(j int) bool { return top[j].Logprob < t.Logprob })
+		top = slices.Insert(top, at, t)
+		if len(top) > n {
+			top = top[:n]
+		}
+	}
+	return top
+}

@@ -1,0 +1,426 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/dsv32/dsv32/model"
+)
+
+// The scheduler: one goroutine owns the model's Stepper (rows × capacity of
+// cache on the device) and interleaves prefill chunks with decode steps.
+// Shapes come from small fixed sets (rows and capacity in powers of two,
+// prefill chunks of 16, 64, 256, … tokens), so XLA compiles few graphs.
+
+const (
+	minChunk    = 16  // smallest prefill chunk; every cache keeps this much slack
+	minCapacity = 256 // smallest cache capacity
+)
+
+// capacityBucket rounds a slot count up to a power of two ≥ minCapacity.
+func capacityBucket(n int) int {
+	c := minCapacity
+	for c < n {
+		c *= 2
+	}
+	return c
+}
+
+// rowsBucket rounds a row count up to a power of two.
+func rowsBucket(n int) int {
+	r := 1
+	for r < n {
+		r *= 2
+	}
+	return r
+}
+
+// chunkBucket is the prefill chunk for remaining prompt tokens, given room
+// slots left in the row's cache.
+func chunkBucket(remaining, limit, room int) int {
+	t := minChunk
+	for t < remaining && t*4 <= limit && t*4 <= room {
+		t *= 4
+	}
+	return t
+}
+
+// Stats describe the engine's current load and totals.
+type Stats struct {
+	Waiting, Running int   // queued and admitted generations
+	Rows, Capacity   int   // the cache's shape
+	CacheBytes       int64 // device memory the caches hold
+	CacheBudget      int64
+	PromptTokens     int64 // totals since start
+	GeneratedTokens  int64
+	DecodeSteps      int64
+	Requests         int64
+}
+
+type statsCounters struct {
+	waiting, running, rows, capacity atomic.Int64
+	cacheBytes                       atomic.Int64
+	prompt, generated, steps, reqs   atomic.Int64
+}
+
+// Stats returns a snapshot.
+func (e *Engine) Stats() Stats {
+	c := &e.stats
+	return Stats{
+		Waiting: int(c.waiting.Load()), Running: int(c.running.Load()),
+		Rows: int(c.rows.Load()), Capacity: int(c.capacity.Load()),
+		CacheBytes: c.cacheBytes.Load(), CacheBudget: e.cfg.MemoryBudget,
+		PromptTokens: c.prompt.Load(), GeneratedTokens: c.generated.Load(),
+		DecodeSteps: c.steps.Load(), Requests: c.reqs.Load(),
+	}
+}
+
+type scheduler struct {
+	e       *Engine
+	st      *model.Stepper
+	rows    []*seq // by cache row; nil = free
+	waiting []*seq
+}
+
+func (e *Engine) loop() {
+	defer e.wg.Done()
+	s := &scheduler{e: e}
+	defer func() {
+		for _, q := range append(s.waiting, s.rows...) {
+			if q != nil {
+				q.finish(FinishCancelled, ErrClosed)
+			}
+		}
+		if s.st != nil {
+			s.st.Close()
+		}
+	}()
+	for {
+		idle := len(s.waiting) == 0 && s.running() == 0
+		if idle {
+			select {
+			case q := <-e.submit:
+				s.enqueue(q)
+			case <-e.quit:
+				return
+			}
+		}
+		// Take every submission that is already there.
+	drain:
+		for {
+			select {
+			case q := <-e.submit:
+				s.enqueue(q)
+			case <-e.quit:
+				return
+			default:
+				break drain
+			}
+		}
+		s.dropCancelled()
+		if err := s.admit(); err != nil {
+			s.failAll(err)
+			continue
+		}
+		if err := s.prefillOne(); err != nil {
+			s.failAll(err)
+			continue
+		}
+		if err := s.decode(); err != nil {
+			s.failAll(err)
+			continue
+		}
+		s.publish()
+	}
+}
+
+func (s *scheduler) enqueue(q *seq) {
+	s.e.stats.reqs.Add(1)
+	s.waiting = append(s.waiting, q)
+	s.publish()
+}
+
+func (s *scheduler) running() int {
+	n := 0
+	for _, q := range s.rows {
+		if q != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *scheduler) publish() {
+	c := &s.e.stats
+	c.waiting.Store(int64(len(s.waiting)))
+	c.running.Store(int64(s.running()))
+	if s.st != nil {
+		c.rows.Store(int64(s.st.Rows()))
+		c.capacity.Store(int64(s.st.Capacity()))
+		c.cacheBytes.Store(s.st.CacheBytes())
+	}
+}
+
+// dropCancelled finishes generations whose caller went away.
+func (s *scheduler) dropCancelled() {
+	kept := s.waiting[:0]
+	for _, q := range s.waiting {
+		if q.ctx.Err() != nil {
+			q.finish(FinishCancelled, nil)
+		} else {
+			kept = append(kept, q)
+		}
+	}
+	s.waiting = kept
+	for i, q := range s.rows {
+		if q != nil && q.ctx.Err() != nil {
+			q.finish(FinishCancelled, nil)
+			s.rows[i] = nil
+		}
+	}
+}
+
+// admit moves waiting generations into free rows while the caches fit the
+// budget, growing rows and capacity in buckets; it shrinks them when load drops.
+func (s *scheduler) admit() error {
+	for len(s.waiting) > 0 {
+		q := s.waiting[0]
+		free := -1
+		for i, r := range s.rows {
+			if r == nil {
+				free = i
+				break
+			}
+		}
+		rows := len(s.rows)
+		if free < 0 {
+			if rows >= s.e.cfg.MaxBatch {
+				break
+			}
+			rows = min(rowsBucket(rows+1), s.e.cfg.MaxBatch)
+			free = len(s.rows)
+		}
+		need := q.need
+		for _, r := range s.rows {
+			if r != nil {
+				need = max(need, r.need)
+			}
+		}
+		capacity := capacityBucket(need)
+		if s.st != nil {
+			capacity = max(capacity, s.st.Capacity())
+		}
+		if model.CacheBytes(s.e.m, rows, capacity) > s.e.cfg.MemoryBudget {
+			if s.running() == 0 {
+				// Alone it fits one row (checked on submission): shrink first.
+				if err := s.resize(1, capacityBucket(q.need)); err != nil {
+					return err
+				}
+				continue
+			}
+			break // wait for rows to free up
+		}
+		if err := s.resize(rows, capacity); err != nil {
+			return err
+		}
+		s.waiting = s.waiting[1:]
+		q.row = free
+		s.rows[free] = q
+	}
+	if len(s.waiting) == 0 {
+		return s.shrink()
+	}
+	return nil
+}
+
+// resize makes the stepper rows × capacity, keeping rows in place.
+func (s *scheduler) resize(rows, capacity int) error {
+	if s.st == nil {
+		st, err := s.e.m.NewStepper(s.e.backend, rows, capacity, model.Options{Dense: s.e.cfg.Dense})
+		if err != nil {
+			return err
+		}
+		s.st = st
+	} else if rows != s.st.Rows() || capacity != s.st.Capacity() {
+		if err := s.st.Resize(rows, capacity); err != nil {
+			return err
+		}
+	}
+	for len(s.rows) < rows {
+		s.rows = append(s.rows, nil)
+	}
+	s.rows = s.rows[:rows]
+	return nil
+}
+
+// shrink compacts running rows to the front and halves rows or capacity
+// while at most half of them is used.
+func (s *scheduler) shrink() error {
+	if s.st == nil {
+		return nil
+	}
+	n := s.running()
+	rows := rowsBucket(max(n, 1))
+	need := 0
+	for _, q := range s.rows {
+		if q != nil {
+			need = max(need, q.need)
+		}
+	}
+	capacity := capacityBucket(need)
+	if rows*2 > len(s.rows) && capacity*2 > s.st.Capacity() {
+		return nil // not worth a copy
+	}
+	// Move rows at or beyond the new size into free rows below it.
+	for i := rows; i < len(s.rows); i++ {
+		q := s.rows[i]
+		if q == nil {
+			continue
+		}
+		to := -1
+		for j := range rows {
+			if s.rows[j] == nil {
+				to = j
+				break
+			}
+		}
+		if to < 0 {
+			return errors.New("engine: no free row to compact into")
+		}
+		if err := s.st.CopyRow(i, to); err != nil {
+			return err
+		}
+		s.rows[to], s.rows[i], q.row = q, nil, to
+	}
+	return s.resize(rows, max(capacity, minCapacity))
+}
+
+// prefillOne feeds the next chunk of one prefilling row (the oldest).
+func (s *scheduler) prefillOne() error {
+	var q *seq
+	for _, r := range s.rows {
+		if r != nil && r.prefilling() && (q == nil || r.start.Before(q.start)) {
+			q = r
+		}
+	}
+	if q == nil {
+		return nil
+	}
+	prompt := q.req.Prompt
+	remaining := len(prompt) - q.fed
+	T := chunkBucket(remaining, s.e.cfg.PrefillChunk, s.st.Capacity()-q.fed)
+	n := min(T, remaining)
+	tokens := make([]int32, T)
+	pos := make([]int32, T)
+	copy(tokens, prompt[q.fed:q.fed+n])
+	for i := range pos {
+		pos[i] = int32(q.fed + i) // padding runs on into slots the next tokens overwrite
+	}
+	res, err := s.st.StepRow(q.row, tokens, pos, int32(n-1))
+	if err != nil {
+		return err
+	}
+	if q.req.RecordRoutes {
+		q.routes = append(q.routes, splitRoutes(res.Routes, 1, T, n, 0)...)
+	}
+	q.fed += n
+	s.e.stats.prompt.Add(int64(n))
+	if !q.prefilling() {
+		s.sample(q, res.Logits)
+	}
+	return nil
+}
+
+// decode runs one step for every row with a token to feed.
+func (s *scheduler) decode() error {
+	active := false
+	for _, q := range s.rows {
+		if q != nil && !q.prefilling() {
+			active = true
+		}
+	}
+	if !active {
+		return nil
+	}
+	B := len(s.rows)
+	tokens := make([][]int32, B)
+	pos := make([][]int32, B)
+	last := make([]int32, B)
+	for i, q := range s.rows {
+		switch {
+		case q == nil:
+			tokens[i], pos[i] = []int32{0}, []int32{0} // a free row: slot 0 is rewritten on admission
+		case q.prefilling():
+			tokens[i], pos[i] = []int32{0}, []int32{int32(q.fed)} // the next chunk rewrites this slot
+		default:
+			tokens[i], pos[i] = []int32{q.tokens[q.fed]}, []int32{int32(q.fed)}
+		}
+	}
+	res, err := s.st.Step(tokens, pos, last)
+	if err != nil {
+		return err
+	}
+	s.e.stats.steps.Add(1)
+	V := s.e.m.Config.VocabSize
+	for i, q := range s.rows {
+		if q == nil || q.prefilling() {
+			continue
+		}
+		if q.req.RecordRoutes {
+			q.routes = append(q.routes, splitRoutes(res.Routes, B, 1, 1, i)...)
+		}
+		q.fed++
+		s.sample(q, res.Logits[i*V:(i+1)*V])
+	}
+	return nil
+}
+
+// sample draws q's next token and finishes q if it is done.
+func (s *scheduler) sample(q *seq, logits []float32) {
+	t := q.sampler.next(logits)
+	s.e.stats.generated.Add(1)
+	if f, done := q.accept(t); done {
+		q.finish(f, nil)
+		s.rows[q.row] = nil
+	}
+}
+
+// splitRoutes takes routes [layer][B·T·K] and returns, for row b, the first
+// n positions as [pos][layer][K].
+func splitRoutes(routes [][]int32, B, T, n, b int) [][][]int32 {
+	if len(routes) == 0 {
+		return make([][][]int32, n)
+	}
+	K := len(routes[0]) / (B * T)
+	out := make([][][]int32, n)
+	for p := range n {
+		out[p] = make([][]int32, len(routes))
+		for l, r := range routes {
+			at := (b*T + p) * K
+			out[p][l] = append([]int32(nil), r[at:at+K]...)
+		}
+	}
+	return out
+}
+
+// failAll ends every generation with err (the stepper's state is unknown).
+func (s *scheduler) failAll(err error) {
+	s.e.logger().Error("step failed", "err", err)
+	err = fmt.Errorf("engine: %w", err)
+	for i, q := range s.rows {
+		if q != nil {
+			q.finish(FinishCancelled, err)
+			s.rows[i] = nil
+		}
+	}
+	for _, q := range s.waiting {
+		q.finish(FinishCancelled, err)
+	}
+	s.waiting = nil
+	if s.st != nil {
+		s.st.Close()
+		s.st = nil
+		s.rows = nil
+	}
+}
