@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -74,7 +75,8 @@ type Checkpoint struct {
 }
 
 // Open opens a checkpoint:
-//   - a file: that one safetensors file;
+//   - a file: that one safetensors file, or, for a *.index.json file, the
+//     sharded checkpoint it indexes;
 //   - a directory with model.safetensors.index.json: the shards its weight_map
 //     names (every listed tensor must be in the shard the index says);
 //   - otherwise a directory with model.safetensors: that file alone (so
@@ -102,6 +104,12 @@ func Open(path string) (*Checkpoint, error) {
 	} else {
 		dir = filepath.Dir(path)
 		files = []string{path}
+		if strings.HasSuffix(path, ".index.json") {
+			files, weightMap, err = readIndex(path)
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+			}
+		}
 	}
 	block, err := readBlockSize(dir)
 	if err != nil {
@@ -115,15 +123,16 @@ func Open(path string) (*Checkpoint, error) {
 			return nil, err
 		}
 	}
-	for name, file := range weightMap {
+	for _, name := range slices.Sorted(maps.Keys(weightMap)) {
+		file := weightMap[name]
 		t, ok := c.tensors[name]
 		if !ok {
 			c.Close()
-			return nil, fmt.Errorf("checkpoint %s: %s lists tensor %q in %s, which does not hold it", path, IndexFile, name, file)
+			return nil, fmt.Errorf("checkpoint %s: the index lists tensor %q in %s, which does not hold it", path, name, filepath.Base(file))
 		}
-		if t.File != filepath.Join(path, file) {
+		if t.File != file {
 			c.Close()
-			return nil, fmt.Errorf("checkpoint %s: %s lists tensor %q in %s, but it is in %s", path, IndexFile, name, file, t.File)
+			return nil, fmt.Errorf("checkpoint %s: the index lists tensor %q in %s, but it is in %s", path, name, filepath.Base(file), filepath.Base(t.File))
 		}
 	}
 	c.sortNames()
@@ -140,54 +149,71 @@ func (c *Checkpoint) sortNames() {
 }
 
 // listDir picks the files of a checkpoint directory (see Open). weightMap is
-// the index's tensor → file map, nil without an index.
+// the index's tensor → file path map, nil without an index.
 func listDir(dir string) (files []string, weightMap map[string]string, err error) {
 	index := filepath.Join(dir, IndexFile)
-	buf, err := os.ReadFile(index)
-	switch {
-	case err == nil:
-		var idx struct {
-			WeightMap map[string]string `json:"weight_map"`
-		}
-		if err := json.Unmarshal(buf, &idx); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", IndexFile, err)
-		}
-		if len(idx.WeightMap) == 0 {
-			return nil, nil, fmt.Errorf("%s: no weight_map", IndexFile)
-		}
-		seen := map[string]bool{}
-		for name, f := range idx.WeightMap {
-			if !filepath.IsLocal(f) {
-				return nil, nil, fmt.Errorf("%s: tensor %q: shard path %q leaves the directory", IndexFile, name, f)
-			}
-			if !seen[f] {
-				seen[f] = true
-				files = append(files, filepath.Join(dir, f))
-			}
-		}
-		sort.Strings(files)
-		for _, f := range files {
-			if _, err := os.Stat(f); err != nil {
-				return nil, nil, fmt.Errorf("%s: shard %s: %w", IndexFile, filepath.Base(f), err)
-			}
-		}
-		return files, idx.WeightMap, nil
-	case !errors.Is(err, fs.ErrNotExist):
+	if _, err := os.Stat(index); err == nil {
+		return readIndex(index)
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, err
 	}
 	single := filepath.Join(dir, "model.safetensors")
 	if _, err := os.Stat(single); err == nil {
 		return []string{single}, nil, nil
 	}
-	files, err = filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, err
+	}
+	for _, e := range entries { // sorted by name
+		if strings.HasSuffix(e.Name(), ".safetensors") && !e.IsDir() {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
 	}
 	if len(files) == 0 {
 		return nil, nil, errors.New("no *.safetensors files and no " + IndexFile)
 	}
-	sort.Strings(files)
 	return files, nil, nil
+}
+
+// readIndex reads a Hugging Face index (weight_map: tensor → shard file,
+// relative to the index's directory) and checks that every shard exists.
+// The returned weightMap holds the shards' full paths.
+func readIndex(index string) (files []string, weightMap map[string]string, err error) {
+	dir, base := filepath.Dir(index), filepath.Base(index)
+	buf, err := os.ReadFile(index)
+	if err != nil {
+		return nil, nil, err
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(buf, &idx); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", base, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return nil, nil, fmt.Errorf("%s: no weight_map", base)
+	}
+	weightMap = make(map[string]string, len(idx.WeightMap))
+	seen := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(idx.WeightMap)) {
+		f := idx.WeightMap[name]
+		if !filepath.IsLocal(f) {
+			return nil, nil, fmt.Errorf("%s: tensor %q: shard path %q leaves the directory", base, name, f)
+		}
+		weightMap[name] = filepath.Join(dir, f)
+		if !seen[f] {
+			seen[f] = true
+			files = append(files, filepath.Join(dir, f))
+		}
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			return nil, nil, fmt.Errorf("%s: shard %s: %w", base, filepath.Base(f), err)
+		}
+	}
+	return files, weightMap, nil
 }
 
 // readBlockSize reads quantization_config.weight_block_size from dir/config.json.
@@ -271,7 +297,7 @@ func (c *Checkpoint) Close() error {
 func (c *Checkpoint) Path() string { return c.path }
 
 // Names lists every tensor, *_scale_inv included, sorted.
-func (c *Checkpoint) Names() []string { return append([]string(nil), c.names...) }
+func (c *Checkpoint) Names() []string { return slices.Clone(c.names) }
 
 // Info describes a tensor without reading it.
 func (c *Checkpoint) Info(name string) (Info, bool) {
@@ -298,13 +324,7 @@ func (c *Checkpoint) SetBlockSize(b [2]int) { c.block.Store(&b) }
 
 // Metadata is the __metadata__ of the files, merged (the first file in
 // sorted order wins a conflicting key). The map is a copy.
-func (c *Checkpoint) Metadata() map[string]string {
-	m := make(map[string]string, len(c.metadata))
-	for k, v := range c.metadata {
-		m[k] = v
-	}
-	return m
-}
+func (c *Checkpoint) Metadata() map[string]string { return maps.Clone(c.metadata) }
 
 // ScaleName is the name of the FP8 scale tensor of a weight:
 // "X.weight" → "X.weight_scale_inv".

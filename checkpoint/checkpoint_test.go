@@ -460,3 +460,58 @@ func TestConcurrentReads(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestReadPyTorch reads testdata/pytorch.safetensors, written by PyTorch 2.11
+// with safetensors' save_file: x.f32 = randn(1000)·100 and its conversions by
+// torch (.to(bfloat16), .to(float16), .clamp(±448).to(float8_e4m3fn),
+// .to(float8_e5m2), .double()), plus small integer tensors, a scalar and an
+// empty tensor. torch rounds to nearest even, so our encoders must agree.
+func TestReadPyTorch(t *testing.T) {
+	ck := mustOpen(t, "testdata/pytorch.safetensors")
+	x, _, err := ck.Float32("x.f32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	round := map[string]func(float32) float32{
+		"x.bf16": func(f float32) float32 { return BF16ToFloat32(Float32ToBF16(f)) },
+		"x.f16":  func(f float32) float32 { return F16ToFloat32(Float32ToF16(f)) },
+		"x.e4m3": func(f float32) float32 { return FP8E4M3ToFloat32(Float32ToFP8E4M3(f)) },
+		"x.f64":  func(f float32) float32 { return f },
+	}
+	for name, r := range round {
+		got, _, err := ck.Float32(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range x {
+			if got[i] != r(x[i]) {
+				t.Fatalf("%s[%d] = %v; ours of %v is %v", name, i, got[i], x[i], r(x[i]))
+			}
+		}
+	}
+	e5m2, _, err := ck.Float32("x.e5m2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range x { // 2 mantissa bits: relative error at most 2^-3
+		if d := math.Abs(float64(e5m2[i] - x[i])); d > math.Abs(float64(x[i]))/8 && d > 0x1p-17 {
+			t.Fatalf("x.e5m2[%d] = %v, x = %v", i, e5m2[i], x[i])
+		}
+	}
+	for name, want := range map[string][]int64{
+		"i64": {-5, -4, -3, -2, -1, 0, 1, 2, 3, 4}, "i32": {-5, -4, -3, -2, -1, 0, 1, 2, 3, 4},
+		"i16": {-5, -4, -3, -2, -1, 0, 1, 2, 3, 4}, "i8": {-5, -4, -3, -2, -1, 0, 1, 2, 3, 4},
+		"u8": {250, 251, 252, 253, 254, 255}, "b": {1, 0, 1},
+	} {
+		got, _, err := ck.Int64(name)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s = %v (%v), want %v", name, got, err, want)
+		}
+	}
+	if v, shape, err := ck.Float32("scalar"); err != nil || len(shape) != 0 || len(v) != 1 || v[0] != 3.5 {
+		t.Errorf("scalar = %v %v %v", v, shape, err)
+	}
+	if v, shape, err := ck.Float32("empty"); err != nil || !slices.Equal(shape, []int{0, 3}) || len(v) != 0 {
+		t.Errorf("empty = %v %v %v", v, shape, err)
+	}
+}

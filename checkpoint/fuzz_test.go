@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"bufio"
 	"bytes"
+	"os"
 	"slices"
 	"testing"
 )
@@ -48,6 +49,9 @@ func FuzzParseHeader(f *testing.F) {
 		f.Add(file(seed, make([]byte, 8)))
 	}
 	f.Add(withLen(1<<62, `{}`))
+	if torch, err := os.ReadFile("testdata/pytorch.safetensors"); err == nil {
+		f.Add(torch)
+	}
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		infos, _, err := parseHeader(buf)
 		if err != nil {

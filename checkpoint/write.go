@@ -31,6 +31,9 @@ type Tensor struct {
 // tensor is aligned to its element size for zero-copy readers; the header is
 // padded with spaces to a multiple of 8 bytes. The output depends only on the
 // set of tensors, not on their order in the slice.
+//
+// Hugging Face transformers refuses a file whose metadata exists but lacks
+// "format": "pt"; pass that in metadata for checkpoints it should load.
 func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	if err := validate(tensors); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)

@@ -316,6 +316,7 @@ func TestWriteSharded(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("files %v, want %v", names, want)
 	}
+	checkTensors(t, mustOpen(t, filepath.Join(dir, IndexFile)), ts)
 	ck := mustOpen(t, dir)
 	checkTensors(t, ck, ts)
 	if ck.Metadata()["format"] != "pt" {

@@ -258,7 +258,7 @@ func TestRecordsForRL(t *testing.T) {
 	prompt := fx[:21]
 	res, err := e.Generate(context.Background(), engine.Request{
 		Prompt: prompt, RecordRoutes: true, RecordKept: true,
-		Params: engine.SampleParams{Temperature: 0.8, TopK: 20, TopP: 0.95, Seed: 3, HasSeed: true, MaxTokens: 6, TopLogprobs: 3},
+		Params: engine.SampleParams{Temperature: 0.8, TopK: 20, TopP: 0.95, Seed: 3, HasSeed: true, MaxTokens: 6, TopLogprobs: 3, Logprobs: true},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ type SampleParams struct {
 	MaxTokens        int       // tokens to generate (0: up to the context)
 	StopTokens       []int32   // finish when one of these is generated (it is kept in the output)
 	StopSequences    [][]int32 // finish when the output ends with one of these
+	Logprobs         bool      // fill Token.Logprob also when decoding greedily
 	TopLogprobs      int       // alternatives to report per token (0–20)
 }
 
@@ -63,7 +64,8 @@ type TokenLogprob struct {
 type Token struct {
 	ID int32
 	// Logprob is log π(ID) under the model's own distribution (temperature 1,
-	// no penalties, no truncation): what OpenAI's `logprobs` reports.
+	// no penalties, no truncation): what OpenAI's `logprobs` reports. Greedy
+	// decoding fills it only when asked (Logprobs or TopLogprobs).
 	Logprob float32
 	// SampleLogprob is log-probability under the distribution actually
 	// sampled from: temperature, penalties and truncation, renormalised over
@@ -118,23 +120,33 @@ func logSoftmax(dst []float64, x []float32, temp float64) []float64 {
 // next draws the next token from logits [V].
 func (s *sampler) next(logits []float32) Token {
 	V := len(logits)
-	model := logSoftmax(make([]float64, 0, V), logits, 1)
 	var tok Token
-	if k := s.p.TopLogprobs; k > 0 {
-		tok.Top = topN(model, k)
-	}
-
 	if s.p.Temperature == 0 {
+		// Greedy: argmax, and the log-normaliser in one pass each.
 		best := 0
-		for i, v := range model {
-			if v > model[best] {
+		for i, v := range logits {
+			if v > logits[best] {
 				best = i
 			}
 		}
 		tok.ID = int32(best)
-		tok.Logprob = float32(model[best])
+		if s.p.Logprobs || s.p.TopLogprobs > 0 {
+			var sum float64
+			mx := float64(logits[best])
+			for _, v := range logits {
+				sum += math.Exp(float64(v) - mx)
+			}
+			tok.Logprob = float32(-math.Log(sum))
+		}
+		if k := s.p.TopLogprobs; k > 0 {
+			tok.Top = topN(logSoftmax(make([]float64, 0, V), logits, 1), k)
+		}
 		s.counts[tok.ID]++
 		return tok
+	}
+	model := logSoftmax(make([]float64, 0, V), logits, 1)
+	if k := s.p.TopLogprobs; k > 0 {
+		tok.Top = topN(model, k)
 	}
 
 	// Penalised, tempered logits.

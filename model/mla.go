@@ -93,7 +93,8 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 	switch {
 	case cache == nil:
 		o, probs = attendExpanded(kvb, cfg, qNope, qPE, keysC, keysPE, mask, scale)
-	case sparse && T == 1 && selected != nil && opts.IndexerLoss == NoIndexerLoss:
+	case sparse && selected != nil && opts.IndexerLoss == NoIndexerLoss:
+		// With a cache, read only the k' selected latents per query: O(T·k), not O(T·S).
 		o = attendGathered(kvb, cfg, qNope, qPE, keysC, keysPE, allowed, res.topK, scale)
 	default:
 		o, probs = attendAbsorbed(kvb, cfg, qNope, qPE, keysC, keysPE, mask, scale)
@@ -133,10 +134,13 @@ func causalMask(keyPos, pos, segments *graph.Node) *graph.Node {
 // maskedSoftmax is softmax over the last axis of scores where mask holds.
 // Masked entries get the dtype's lowest finite value, as transformers does,
 // so a row with no allowed key stays finite.
+// The softmax runs in float32 whatever the weights' dtype, as transformers'
+// eager attention does.
 func maskedSoftmax(scores, mask *graph.Node) *graph.Node {
-	low := lowest(scores.Graph(), scores.DType())
-	s := graph.Where(graph.BroadcastToDims(mask, scores.Shape().Dimensions...), scores, low)
-	return graph.Softmax(s, -1)
+	dt := scores.DType()
+	s32 := graph.ConvertDType(scores, dtypes.Float32)
+	s32 = graph.Where(graph.BroadcastToDims(mask, scores.Shape().Dimensions...), s32, lowest(scores.Graph(), dtypes.Float32))
+	return graph.ConvertDType(graph.Softmax(s32, -1), dt)
 }
 
 // attendExpanded is the expanded form (training and prefill): per-head keys

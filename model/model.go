@@ -2,6 +2,7 @@ package model
 
 import (
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
 	gm "github.com/gomlx/gomlx/ml/model"
 )
@@ -33,6 +34,10 @@ type Options struct {
 	// Routes (optional), one [B, T, K] int32 node per MoE layer, forces the
 	// routed experts (routing replay, rl.md §5).
 	Routes []*graph.Node
+	// LogitsAt (optional, [B] int32) computes the logits of one position per
+	// row only, so Logits is [B, 1, V]: decoding and prefill chunks never pay
+	// for the head on positions nobody samples from.
+	LogitsAt *graph.Node
 }
 
 // Outputs of one forward pass.
@@ -95,7 +100,14 @@ func Forward(scope *gm.Scope, cfg *Config, tokens, pos *graph.Node, cache []Laye
 	if opts.CaptureHidden {
 		out.Hidden = append(out.Hidden, h)
 	}
-	out.Logits = linear(scope.At("lm_head"), h, cfg.VocabSize) // [B, T, V]
+	if opts.LogitsAt != nil {
+		B := h.Shape().Dim(0)
+		at := graph.Concatenate([]*graph.Node{
+			graph.Iota(h.Graph(), shapes.Make(dtypes.Int32, B, 1), 0),
+			graph.Reshape(graph.ConvertDType(opts.LogitsAt, dtypes.Int32), B, 1)}, -1) // [B, 2]
+		h = graph.ExpandAxes(graph.Gather(h, at), 1) // [B, 1, D]
+	}
+	out.Logits = linear(scope.At("lm_head"), h, cfg.VocabSize) // [B, T or 1, V]
 	return out
 }
 

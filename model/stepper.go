@@ -121,11 +121,11 @@ func flatCaches(cs []LayerCache) []*graph.Node {
 // forward runs the model and lays out the outputs: logits at `last`, caches,
 // routes, top-k.
 func (s *Stepper) forward(scope *gm.Scope, tokens, pos, last *graph.Node, cache []LayerCache) ([]*graph.Node, []LayerCache) {
-	out := Forward(scope, s.m.Config, tokens, pos, cache, s.opts)
+	opts := s.opts
+	opts.LogitsAt = last
+	out := Forward(scope, s.m.Config, tokens, pos, cache, opts)
 	B := tokens.Shape().Dim(0)
-	at := graph.Concatenate([]*graph.Node{
-		graph.Iota(tokens.Graph(), shapes.Make(dtypes.Int32, B, 1), 0), graph.Reshape(last, B, 1)}, -1) // [B, 2]
-	logits := graph.ConvertDType(graph.Gather(out.Logits, at), dtypes.Float32) // [B, V]
+	logits := graph.ConvertDType(graph.Reshape(out.Logits, B, s.m.Config.VocabSize), dtypes.Float32) // [B, V]
 	s.nRoutes = len(out.Routes)
 	res := []*graph.Node{logits}
 	res = append(res, out.Routes...)

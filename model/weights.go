@@ -3,7 +3,9 @@ package model
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/dsv32/dsv32/checkpoint"
 	"github.com/gomlx/compute/dtypes"
@@ -164,25 +166,41 @@ func newModel(cfg *Config, dt dtypes.DType) *Model {
 
 // NewRandom makes a model with freshly drawn weights (deterministic for a
 // seed): N(0, std²) for linear maps and embeddings, ones for norms, zeros for
-// biases — transformers' initialisation for DeepSeek.
+// biases — transformers' initialisation for DeepSeek. Variables are drawn in
+// parallel, each from its own stream, so the result does not depend on the
+// number of cores.
 func NewRandom(cfg *Config, std float64, seed uint64, dt dtypes.DType) (*Model, error) {
 	m := newModel(cfg, dt)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	for _, v := range cfg.Vars(false) {
-		data := make([]float32, numel(v.Shape))
-		switch v.Init {
-		case InitNormal:
-			for i := range data {
-				data[i] = float32(rng.NormFloat64() * std)
+	vars := cfg.Vars(false)
+	values := make([][]float32, len(vars))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, v := range vars {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			data := make([]float32, numel(v.Shape))
+			switch v.Init {
+			case InitNormal:
+				rng := rand.New(rand.NewPCG(seed, uint64(i)*0x9e3779b97f4a7c15+1))
+				for j := range data {
+					data[j] = float32(rng.NormFloat64() * std)
+				}
+			case InitOne:
+				for j := range data {
+					data[j] = 1
+				}
 			}
-		case InitOne:
-			for i := range data {
-				data[i] = 1
-			}
-		}
-		if err := m.setVar(v, data); err != nil {
+			values[i] = data
+		}()
+	}
+	wg.Wait()
+	for i, v := range vars {
+		if err := m.setVar(v, values[i]); err != nil {
 			return nil, err
 		}
+		values[i] = nil
 	}
 	return m, nil
 }

@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dsv32/dsv32/model"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+)
+
+// Measurements behind `dsv32 bench`: decode step time at a position, chunked
+// prefill time, and the device's copy bandwidth, from which each decode step
+// gets its memory-bandwidth floor (bytes of weights and cache it must read).
+
+// DecodeTiming is the cost of one decode step of B rows at position Pos.
+type DecodeTiming struct {
+	Batch, Pos, Steps int
+	Dense             bool
+	StepMS            float64 // median wall time of one step
+	TokensPerSecond   float64 // Batch / step time
+	WeightBytes       int64   // weights one step reads (experts actually routed to)
+	CacheBytes        int64   // cache one step reads
+}
+
+// MeasureDecode times steps decode steps of batch rows at positions pos,
+// pos+1, … after warm-up (compilation excluded). Cache contents do not change
+// the work, so the cache is left as allocated.
+func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps int, dense bool) (DecodeTiming, error) {
+	capacity := pos + steps + 8
+	st, err := m.NewStepper(backend, batch, capacity, model.Options{Dense: dense})
+	if err != nil {
+		return DecodeTiming{}, err
+	}
+	defer st.Close()
+	tokens := make([][]int32, batch)
+	p := make([][]int32, batch)
+	last := make([]int32, batch)
+	var times []float64
+	var routes [][]int32
+	for i := -2; i < steps; i++ { // two warm-up steps
+		at := pos + max(i, 0)
+		for b := range batch {
+			tokens[b] = []int32{int32((b*7919 + at*31) % m.Config.VocabSize)}
+			p[b] = []int32{int32(at)}
+		}
+		t0 := time.Now()
+		res, err := st.Step(tokens, p, last)
+		if err != nil {
+			return DecodeTiming{}, err
+		}
+		if i >= 0 {
+			times = append(times, time.Since(t0).Seconds()*1000)
+			routes = res.Routes
+		}
+	}
+	sort.Float64s(times)
+	ms := times[len(times)/2]
+	w, c := StepBytes(m, batch, pos+1, dense, routes)
+	return DecodeTiming{Batch: batch, Pos: pos, Steps: steps, Dense: dense, StepMS: ms,
+		TokensPerSecond: float64(batch) / ms * 1000, WeightBytes: w, CacheBytes: c}, nil
+}
+
+// StepBytes counts what one decode step of batch rows over S keys must read:
+// every weight except the embedding table and unused routed experts (routes,
+// per MoE layer [batch·K], say which were used; nil assumes K per row), plus
+// each row's indexer keys and its attended latents and rope keys.
+func StepBytes(m *model.Model, batch, S int, dense bool, routes [][]int32) (weights, cache int64) {
+	cfg := m.Config
+	size := int64(model.ParamDType(m.Store.RootScope()).Size())
+	n := cfg.Count()
+	expert := n.ExpertParams
+	weights = (n.Total - n.RoutedExperts - int64(cfg.VocabSize*cfg.HiddenSize) + int64(batch*cfg.HiddenSize)) * size
+	for l := range cfg.NumMoELayers() {
+		used := min(batch*cfg.NumExpertsPerTok, cfg.NumRoutedExperts)
+		if l < len(routes) {
+			seen := map[int32]bool{}
+			for _, e := range routes[l] {
+				seen[e] = true
+			}
+			used = len(seen)
+		}
+		weights += int64(used) * expert * size
+	}
+	keys := int64(min(S, cfg.IndexTopK))
+	if dense || !cfg.HasIndexer() {
+		keys = int64(S)
+	}
+	perRow := keys * int64(cfg.KVLoRARank+cfg.QKRopeHeadDim)
+	if cfg.HasIndexer() && !dense {
+		perRow += int64(S) * int64(cfg.IndexHeadDim)
+	}
+	cache = int64(batch) * perRow * int64(cfg.NumHiddenLayers) * size
+	return weights, cache
+}
+
+// MeasurePrefill times a chunked prefill of n tokens into one row.
+func MeasurePrefill(m *model.Model, backend compute.Backend, n, chunk int, dense bool) (ms float64, err error) {
+	st, err := m.NewStepper(backend, 1, n+chunk, model.Options{Dense: dense})
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	run := func(limit int) error {
+		for at := 0; at < limit; at += chunk {
+			tokens := make([]int32, chunk)
+			pos := make([]int32, chunk)
+			for i := range tokens {
+				tokens[i] = int32((at + i) * 7 % m.Config.VocabSize)
+				pos[i] = int32(at + i)
+			}
+			if _, err := st.StepRow(0, tokens, pos, int32(chunk-1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := run(chunk); err != nil { // compile
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := run(n); err != nil {
+		return 0, err
+	}
+	return time.Since(t0).Seconds() * 1000, nil
+}
+
+// MeasureBandwidth times reading and writing a large buffer on the device
+// (y = x + 1 over bytes of bfloat16) and returns bytes moved per second.
+// Execution returns once the device has finished, so wall time is device time
+// plus a small launch overhead.
+func MeasureBandwidth(backend compute.Backend, bytes int64) (float64, error) {
+	n := int(bytes / 2)
+	exec, err := graph.NewExec(backend, func(x *graph.Node) *graph.Node { return graph.AddScalar(x, 1) })
+	if err != nil {
+		return 0, err
+	}
+	defer exec.Finalize()
+	x := tensors.FromShape(shapes.Make(dtypes.BFloat16, n))
+	var best float64
+	for i := range 6 {
+		t0 := time.Now()
+		out, err := exec.Exec(x)
+		if err != nil {
+			return 0, err
+		}
+		d := time.Since(t0).Seconds() // PJRT execution awaits the device's completion events
+
+		out[0].FinalizeAll()
+		if i > 0 && (best == 0 || d < best) {
+			best = d
+		}
+	}
+	if best == 0 {
+		return 0, fmt.Errorf("bandwidth: no timing")
+	}
+	return float64(2*bytes) / best, nil
+}
