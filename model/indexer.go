@@ -4,7 +4,6 @@ import (
 	"math"
 
 	"github.com/gomlx/compute/dtypes"
-	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
 	gm "github.com/gomlx/gomlx/ml/model"
 )
@@ -52,25 +51,11 @@ func indexerScores(scope *gm.Scope, cfg *Config, x, qr, keys, allowed, cos, sin 
 }
 
 // selectTopK picks the min(k, S) highest-scoring keys per query (ties: lower
-// index first). scores [B, T, S] → indices [B, T, k'] int32.
-func selectTopK(scores *graph.Node, k int) *graph.Node {
+// index first). scores [B, T, S] → indices [B, T, k'] int32 (ascending) and
+// the selection as a mask [B, T, S].
+func selectTopK(scores *graph.Node, k int) (idx, mask *graph.Node) {
 	S := scores.Shape().Dim(-1)
 	k = min(k, S)
-	_, idx := graph.TopK(graph.StopGradient(scores), k, -1)
-	return graph.ConvertDType(idx, dtypes.Int32)
-}
-
-// selectionMask turns top-k indices [B, T, k'] into a boolean [B, T, S].
-func selectionMask(idx *graph.Node, S int) *graph.Node {
-	g := idx.Graph()
-	dims := idx.Shape().Dimensions
-	B, T, K := dims[0], dims[1], dims[2]
-	full := shapes.Make(dtypes.Int32, B, T, K, 1)
-	coords := graph.Concatenate([]*graph.Node{
-		graph.Iota(g, full, 0), graph.Iota(g, full, 1), graph.Reshape(idx, B, T, K, 1),
-	}, -1) // [B, T, k', 3]
-	ones := graph.Ones(g, shapes.Make(dtypes.Float32, B, T, K))
-	zeros := graph.Zeros(g, shapes.Make(dtypes.Float32, B, T, S))
-	hit := graph.ScatterMax(zeros, coords, ones, false, true) // [B, T, S]
-	return graph.GreaterThan(hit, graph.ScalarZero(g, dtypes.Float32))
+	mask = topKMask(scores, k)
+	return maskIndices(mask, k), mask
 }

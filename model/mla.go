@@ -76,9 +76,10 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 	sparse := cfg.HasIndexer() && !opts.Dense
 	if cfg.HasIndexer() && (sparse || opts.CaptureTopK || opts.IndexerLoss != NoIndexerLoss) {
 		idxScores = indexerScores(scope.At("indexer"), cfg, x, qr, keysIdx, allowed, cos, sin) // [B, T, S]
-		res.topK = selectTopK(idxScores, cfg.IndexTopK)                                        // [B, T, k']
+		var sel *graph.Node
+		res.topK, sel = selectTopK(idxScores, cfg.IndexTopK) // [B, T, k'], [B, T, S]
 		if sparse && res.topK.Shape().Dim(-1) < S {
-			selected = selectionMask(res.topK, S) // [B, T, S]
+			selected = sel
 		}
 	}
 	mask := allowed

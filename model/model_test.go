@@ -278,3 +278,34 @@ func TestFP8MatchesReference(t *testing.T) {
 		t.Errorf("fp8 logits equal the float32 model's (rel %.3g): weights were not quantised", r)
 	}
 }
+
+// TestBF16Weights holds the fixture's weights in bfloat16 and compares with
+// the same model in float32, in dense mode (top-k near its margins would flip
+// under bf16 rounding and hide everything else): bf16 rounding only.
+func TestBF16Weights(t *testing.T) {
+	f := loadFixture(t, "tiny-dsa", 40)
+	m, err := model.Load(testutil.Testdata("tiny-dsa"), dtypes.BFloat16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := model.Options{Dense: true, CaptureHidden: true}
+	got, err := m.RunPrefill(testutil.Backend(t), f.ids, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := f.m.RunPrefill(testutil.Backend(t), f.ids, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got.Hidden {
+		rel, _ := testutil.RelErr(got.Hidden[i], want.Hidden[i])
+		t.Logf("bf16 vs f32, dense: hidden_%d relative error %.3g", i, rel)
+		if i == 1 && rel > 2e-2 {
+			t.Errorf("hidden_1 (dense MLP layer) relative error %.3g > 2e-2", rel)
+		}
+	}
+	w, _, err := m.VarFloat32("/lm_head/weight")
+	if err != nil || len(w) != 320*64 {
+		t.Fatalf("reading a bf16 weight back: %v (%d values)", err, len(w))
+	}
+}

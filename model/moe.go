@@ -35,13 +35,13 @@ func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (ids, weights *g
 	} else {
 		biasVar := scope.Store().VariableWithShape(gm.JoinPath(scope.Scope(), "e_score_correction_bias"),
 			shapes.Make(dtypes.Float32, E), initializer.Zero)
-		biasVar.SetTrainable(false)                                                                          // moved by load balancing, never by gradients (dsa.md §5)
-		choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0)))            // [N, E]
-		grouped := graph.Reshape(choice, N, G, E/G)                                                          // [N, G, E/G]
-		top2, _ := graph.TopK(grouped, 2, -1)                                                                // [N, G, 2]
-		groupScore := graph.ReduceSum(top2, -1)                                                              // [N, G]
-		keep := selectionMask(graph.Reshape(topKIndices(groupScore, cfg.TopKGroup), N, 1, cfg.TopKGroup), G) // [N, 1, G]
-		keepE := graph.Reshape(graph.BroadcastToDims(graph.Reshape(keep, N, G, 1), N, G, E/G), N, E)         // [N, E]
+		biasVar.SetTrainable(false)                                                                  // moved by load balancing, never by gradients (dsa.md §5)
+		choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0)))    // [N, E]
+		grouped := graph.Reshape(choice, N, G, E/G)                                                  // [N, G, E/G]
+		top2 := graph.Where(topKMask(grouped, 2), grouped, graph.ZerosLike(grouped))                 // [N, G, E/G]
+		groupScore := graph.ReduceSum(top2, -1)                                                      // [N, G]: sum of the 2 best
+		keep := topKMask(groupScore, cfg.TopKGroup)                                                  // [N, G]
+		keepE := graph.Reshape(graph.BroadcastToDims(graph.Reshape(keep, N, G, 1), N, G, E/G), N, E) // [N, E]
 		masked := graph.Where(keepE, choice, graph.Infinity(g, dtypes.Float32, -1))
 		ids = topKIndices(masked, K) // [N, K]
 	}
@@ -53,12 +53,6 @@ func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (ids, weights *g
 	}
 	weights = graph.MulScalar(weights, cfg.RoutedScalingFactor)
 	return ids, graph.ConvertDType(weights, x.DType())
-}
-
-// topKIndices returns the indices of the k largest entries of the last axis (int32).
-func topKIndices(x *graph.Node, k int) *graph.Node {
-	_, idx := graph.TopK(x, k, -1)
-	return graph.ConvertDType(idx, dtypes.Int32)
 }
 
 // moe is DeepSeekMoE on x [B, T, D]. It returns the output [B, T, D] and the

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dsv32/dsv32/checkpoint"
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/dtypes/bfloat16"
 	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/tensors"
 	gm "github.com/gomlx/gomlx/ml/model"
@@ -266,9 +267,9 @@ func toTensor(data []float32, shape []int, dt dtypes.DType) *tensors.Tensor {
 	t := tensors.FromShape(shapesOf(dt, shape))
 	switch dt {
 	case dtypes.BFloat16:
-		tensors.MustMutableFlatData(t, func(flat []uint16) {
+		tensors.MustMutableFlatData(t, func(flat []bfloat16.BFloat16) {
 			for i, f := range data {
-				flat[i] = checkpoint.Float32ToBF16(f)
+				flat[i] = bfloat16.BFloat16(checkpoint.Float32ToBF16(f))
 			}
 		})
 	default:
@@ -297,10 +298,10 @@ func TensorFloat32(t *tensors.Tensor) ([]float32, []int, error) {
 	case dtypes.Float32:
 		return tensors.MustCopyFlatData[float32](t), dims, nil
 	case dtypes.BFloat16:
-		raw := tensors.MustCopyFlatData[uint16](t)
+		raw := tensors.MustCopyFlatData[bfloat16.BFloat16](t)
 		out := make([]float32, len(raw))
 		for i, b := range raw {
-			out[i] = checkpoint.BF16ToFloat32(b)
+			out[i] = checkpoint.BF16ToFloat32(uint16(b))
 		}
 		return out, dims, nil
 	}

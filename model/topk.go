@@ -1,0 +1,101 @@
+package model
+
+import (
+	"math"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
+)
+
+// Top-k by radix select: the k-th largest value is found bit by bit over an
+// order-preserving integer view of the floats (32 passes of compare-and-count
+// over the last axis), ties at the threshold go to the lowest indices, and
+// the indices are recovered by binary search over the running count of the
+// selection. Every step is a plain vectorised op, so it costs O(32·S) per row
+// on any backend — no sort, no per-element comparator (GoMLX's Go backend
+// sorts with a comparator graph per comparison, too slow for S in the
+// thousands) — and its tie rule is the spec's (dsa.md §4.4).
+
+// orderedKeys maps float32 x to int32 keys with the same order (NaN aside).
+func orderedKeys(x *graph.Node) *graph.Node {
+	x = graph.ConvertDType(x, dtypes.Float32)
+	zero := graph.ScalarZero(x.Graph(), dtypes.Float32)
+	x = graph.Where(graph.Equal(x, zero), graph.ZerosLike(x), x) // −0 ties with +0, as in float comparison
+	bits := graph.Bitcast(x, dtypes.Int32)
+	neg := graph.LessThan(bits, graph.ScalarZero(x.Graph(), dtypes.Int32))
+	flipped := graph.BitwiseXor(bits, graph.Scalar(x.Graph(), dtypes.Int32, math.MaxInt32))
+	return graph.Where(neg, flipped, bits)
+}
+
+// topKMask marks the k largest entries of the last axis of x (ties: lower
+// index first). x [..., S] → bool [..., S]; k ≤ S.
+func topKMask(x *graph.Node, k int) *graph.Node {
+	g := x.Graph()
+	S := x.Shape().Dim(-1)
+	if k >= S {
+		return graph.BroadcastToDims(graph.Const(g, true), x.Shape().Dimensions...)
+	}
+	key := orderedKeys(graph.StopGradient(x)) // [..., S]
+	kk := graph.Scalar(g, dtypes.Int32, k)
+	count := func(pred *graph.Node) *graph.Node { // [..., 1]
+		return graph.ReduceAndKeep(graph.ConvertDType(pred, dtypes.Int32), graph.ReduceSum, -1)
+	}
+	// τ = the largest value v with count(key ≥ v) ≥ k: the k-th largest key.
+	zero := graph.ScalarZero(g, dtypes.Int32)
+	tau := graph.Where(graph.GreaterOrEqual(count(graph.GreaterOrEqual(key, zero)), kk),
+		zero, graph.Scalar(g, dtypes.Int32, math.MinInt32)) // sign bit decided
+	for b := 30; b >= 0; b-- {
+		cand := graph.AddScalar(tau, float64(int32(1)<<b))
+		tau = graph.Where(graph.GreaterOrEqual(count(graph.GreaterOrEqual(key, cand)), kk), cand, tau)
+	}
+	above := graph.GreaterThan(key, tau)
+	at := graph.Equal(key, tau)
+	room := graph.Sub(kk, count(above))                     // ties to take, [..., 1]
+	rank := prefixSum(graph.ConvertDType(at, dtypes.Int32)) // 1-based among ties
+	return graph.LogicalOr(above, graph.LogicalAnd(at, graph.LessOrEqual(rank, room)))
+}
+
+// maskIndices returns the positions of the k marked entries of each row of
+// mask [B, T, S] (exactly k per row), ascending: [B, T, k] int32.
+func maskIndices(mask *graph.Node, k int) *graph.Node {
+	g := mask.Graph()
+	dims := mask.Shape().Dimensions
+	B, T, S := dims[0], dims[1], dims[2]
+	cum := prefixSum(graph.ConvertDType(mask, dtypes.Int32)) // [B, T, S]
+	// For slot j, the first s with cum[s] ≥ j+1.
+	full := shapes.Make(dtypes.Int32, B, T, k, 1)
+	bi, ti := graph.Iota(g, full, 0), graph.Iota(g, full, 1)
+	want := graph.AddScalar(graph.Iota(g, shapes.Make(dtypes.Int32, B, T, k), 2), 1) // [B, T, k]
+	lo := graph.Zeros(g, shapes.Make(dtypes.Int32, B, T, k))
+	hi := graph.AddScalar(lo, float64(S-1))
+	for step := 1; step < S; step *= 2 {
+		mid := graph.Div(graph.Add(lo, hi), graph.Scalar(g, dtypes.Int32, 2))
+		c := graph.Gather(cum, graph.Concatenate([]*graph.Node{bi, ti, graph.Reshape(mid, B, T, k, 1)}, -1)) // [B, T, k]
+		ok := graph.GreaterOrEqual(c, want)
+		hi = graph.Where(ok, mid, hi)
+		lo = graph.Where(ok, lo, graph.AddScalar(mid, 1))
+	}
+	return lo
+}
+
+// topKIndices returns the indices of the k largest entries of the last axis
+// of x [N, E] (ascending index order; ties: lower index first): [N, k] int32.
+func topKIndices(x *graph.Node, k int) *graph.Node {
+	N, E := x.Shape().Dim(0), x.Shape().Dim(1)
+	mask := graph.Reshape(topKMask(x, k), 1, N, E)
+	return graph.Reshape(maskIndices(mask, k), N, k)
+}
+
+// prefixSum is the inclusive running sum over the last axis, by log₂(S)
+// shifted additions (Hillis–Steele): O(S·log S) vectorised work. GoMLX's
+// CumSum lowers to a window reduction that costs O(S²) on the Go backend.
+func prefixSum(x *graph.Node) *graph.Node {
+	S := x.Shape().Dim(-1)
+	for d := 1; d < S; d *= 2 {
+		head := graph.ZerosLike(graph.SliceAxis(x, -1, graph.AxisRange(0, d)))
+		shifted := graph.Concatenate([]*graph.Node{head, graph.SliceAxis(x, -1, graph.AxisRange(0, S-d))}, -1)
+		x = graph.Add(x, shifted)
+	}
+	return x
+}
