@@ -20,6 +20,7 @@ type Config struct {
 	PrefillChunk int   // largest prefill chunk in tokens (default 256)
 	MemoryBudget int64 // bytes the caches may take (default 4 GiB); larger requests are refused
 	Dense        bool  // attend to every causal key (no top-k)
+	NativeTopK   bool  // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
 }
 
 func (c *Config) defaults(m *model.Model) {

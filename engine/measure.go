@@ -30,9 +30,10 @@ type DecodeTiming struct {
 // MeasureDecode times steps decode steps of batch rows at positions pos,
 // pos+1, … after warm-up (compilation excluded). Cache contents do not change
 // the work, so the cache is left as allocated.
-func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps int, dense bool) (DecodeTiming, error) {
+func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps int, opts model.Options) (DecodeTiming, error) {
+	dense := opts.Dense
 	capacity := pos + steps + 8
-	st, err := m.NewStepper(backend, batch, capacity, model.Options{Dense: dense})
+	st, err := m.NewStepper(backend, batch, capacity, opts)
 	if err != nil {
 		return DecodeTiming{}, err
 	}
@@ -99,8 +100,8 @@ func StepBytes(m *model.Model, batch, S int, dense bool, routes [][]int32) (weig
 }
 
 // MeasurePrefill times a chunked prefill of n tokens into one row.
-func MeasurePrefill(m *model.Model, backend compute.Backend, n, chunk int, dense bool) (ms float64, err error) {
-	st, err := m.NewStepper(backend, 1, n+chunk, model.Options{Dense: dense})
+func MeasurePrefill(m *model.Model, backend compute.Backend, n, chunk int, opts model.Options) (ms float64, err error) {
+	st, err := m.NewStepper(backend, 1, n+chunk, opts)
 	if err != nil {
 		return 0, err
 	}

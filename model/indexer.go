@@ -1,6 +1,7 @@
 package model
 
 import (
+	"github.com/gomlx/compute/shapes"
 	"math"
 
 	"github.com/gomlx/compute/dtypes"
@@ -51,11 +52,33 @@ func indexerScores(scope *gm.Scope, cfg *Config, x, qr, keys, allowed, cos, sin 
 }
 
 // selectTopK picks the min(k, S) highest-scoring keys per query (ties: lower
-// index first). scores [B, T, S] → indices [B, T, k'] int32 (ascending) and
-// the selection as a mask [B, T, S].
-func selectTopK(scores *graph.Node, k int) (idx, mask *graph.Node) {
+// index first). scores [B, T, S] → indices [B, T, k'] int32 and the selection
+// as a mask [B, T, S]. native uses the backend's TopK (one op on XLA; the Go
+// backend sorts with a comparator graph per comparison, so there radix select
+// is used instead).
+func selectTopK(scores *graph.Node, k int, native bool) (idx, mask *graph.Node) {
 	S := scores.Shape().Dim(-1)
 	k = min(k, S)
+	if native && k < S {
+		_, idx = graph.TopK(graph.StopGradient(scores), k, -1)
+		idx = graph.ConvertDType(idx, dtypes.Int32)
+		return idx, selectionMask(idx, S)
+	}
 	mask = topKMask(scores, k)
 	return maskIndices(mask, k), mask
+}
+
+// selectionMask turns top-k indices [B, T, k'] into a boolean [B, T, S].
+func selectionMask(idx *graph.Node, S int) *graph.Node {
+	g := idx.Graph()
+	dims := idx.Shape().Dimensions
+	B, T, K := dims[0], dims[1], dims[2]
+	full := shapes.Make(dtypes.Int32, B, T, K, 1)
+	coords := graph.Concatenate([]*graph.Node{
+		graph.Iota(g, full, 0), graph.Iota(g, full, 1), graph.Reshape(idx, B, T, K, 1),
+	}, -1) // [B, T, k', 3]
+	ones := graph.Ones(g, shapes.Make(dtypes.Float32, B, T, K))
+	zeros := graph.Zeros(g, shapes.Make(dtypes.Float32, B, T, S))
+	hit := graph.ScatterMax(zeros, coords, ones, false, true) // [B, T, S]
+	return graph.GreaterThan(hit, graph.ScalarZero(g, dtypes.Float32))
 }

@@ -34,6 +34,10 @@ type Options struct {
 	// Routes (optional), one [B, T, K] int32 node per MoE layer, forces the
 	// routed experts (routing replay, rl.md §5).
 	Routes []*graph.Node
+	// NativeTopK selects the indexer's keys with the backend's TopK op (one
+	// op on XLA) instead of radix select (many small vectorised ops; the right
+	// choice on the Go backend, whose TopK sorts with a comparator graph).
+	NativeTopK bool
 	// LogitsAt (optional, [B] int32) computes the logits of one position per
 	// row only, so Logits is [B, 1, V]: decoding and prefill chunks never pay
 	// for the head on positions nobody samples from.

@@ -35,15 +35,16 @@ func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (ids, weights *g
 	} else {
 		biasVar := scope.Store().VariableWithShape(gm.JoinPath(scope.Scope(), "e_score_correction_bias"),
 			shapes.Make(dtypes.Float32, E), initializer.Zero)
-		biasVar.SetTrainable(false)                                                                  // moved by load balancing, never by gradients (dsa.md §5)
-		choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0)))    // [N, E]
-		grouped := graph.Reshape(choice, N, G, E/G)                                                  // [N, G, E/G]
-		top2 := graph.Where(topKMask(grouped, 2), grouped, graph.ZerosLike(grouped))                 // [N, G, E/G]
+		biasVar.SetTrainable(false)                                                               // moved by load balancing, never by gradients (dsa.md §5)
+		choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0))) // [N, E]
+		grouped := graph.Reshape(choice, N, G, E/G)                                               // [N, G, E/G]
+		best2, _ := pairwiseTopK(grouped, 2)
+		top2 := graph.Where(best2, grouped, graph.ZerosLike(grouped))                                // [N, G, E/G]
 		groupScore := graph.ReduceSum(top2, -1)                                                      // [N, G]: sum of the 2 best
-		keep := topKMask(groupScore, cfg.TopKGroup)                                                  // [N, G]
+		keep, _ := pairwiseTopK(groupScore, cfg.TopKGroup)                                           // [N, G]
 		keepE := graph.Reshape(graph.BroadcastToDims(graph.Reshape(keep, N, G, 1), N, G, E/G), N, E) // [N, E]
 		masked := graph.Where(keepE, choice, graph.Infinity(g, dtypes.Float32, -1))
-		ids = topKIndices(masked, K) // [N, K]
+		_, ids = pairwiseTopK(masked, K) // [N, K]
 	}
 	at := graph.Concatenate([]*graph.Node{
 		graph.Iota(g, shapes.Make(dtypes.Int32, N, K, 1), 0), graph.Reshape(ids, N, K, 1)}, -1) // [N, K, 2]

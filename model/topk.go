@@ -79,12 +79,31 @@ func maskIndices(mask *graph.Node, k int) *graph.Node {
 	return lo
 }
 
-// topKIndices returns the indices of the k largest entries of the last axis
-// of x [N, E] (ascending index order; ties: lower index first): [N, k] int32.
-func topKIndices(x *graph.Node, k int) *graph.Node {
-	N, E := x.Shape().Dim(0), x.Shape().Dim(1)
-	mask := graph.Reshape(topKMask(x, k), 1, N, E)
-	return graph.Reshape(maskIndices(mask, k), N, k)
+// pairwiseTopK ranks each entry of the last axis against all others in one
+// pass (rank = how many entries beat it; ties: lower index first) and keeps
+// the k best: O(S²) work per row but a single fused comparison, the fastest
+// way for the router's few dozen experts on every backend. x [..., S] →
+// mask [..., S] bool and indices [..., k] int32 in rank order.
+func pairwiseTopK(x *graph.Node, k int) (mask, idx *graph.Node) {
+	g := x.Graph()
+	x = graph.StopGradient(x)
+	S := x.Shape().Dim(-1)
+	r := x.Rank()
+	dims := x.Shape().Dimensions
+	pairDims := append(append([]int{}, dims...), S)                   // [..., S(i), S(j)]
+	xi := graph.BroadcastToDims(graph.ExpandAxes(x, -1), pairDims...) // value of i
+	xj := graph.BroadcastToDims(graph.ExpandAxes(x, -2), pairDims...) // value of j
+	ii := graph.Iota(g, shapes.Make(dtypes.Int32, pairDims...), r-1)  // i
+	jj := graph.Iota(g, shapes.Make(dtypes.Int32, pairDims...), r)    // j
+	beats := graph.LogicalOr(graph.GreaterThan(xj, xi), graph.LogicalAnd(graph.Equal(xj, xi), graph.LessThan(jj, ii)))
+	rank := graph.ReduceSum(graph.ConvertDType(beats, dtypes.Int32), -1) // [..., S]
+	mask = graph.LessThan(rank, graph.Scalar(g, dtypes.Int32, k))
+	slotDims := append(append([]int{}, dims...), k) // [..., S, k]
+	slot := graph.Iota(g, shapes.Make(dtypes.Int32, slotDims...), r)
+	pos := graph.Iota(g, shapes.Make(dtypes.Int32, slotDims...), r-1)
+	hit := graph.Equal(graph.BroadcastToDims(graph.ExpandAxes(rank, -1), slotDims...), slot)
+	idx = graph.ReduceSum(graph.Where(hit, pos, graph.ZerosLike(pos)), -2) // [..., k]
+	return mask, idx
 }
 
 // prefixSum is the inclusive running sum over the last axis, by log₂(S)

@@ -46,26 +46,36 @@ func TestRadixTopKMatchesSort(t *testing.T) {
 		{"tiny and huge", []float32{1e-38, -1e-38, 3e38, -3e38, 1e-45}, 2},
 		{"random", random, 37},
 	}
+	methods := map[string]func(x *graph.Node, k int) *graph.Node{
+		"radix":  func(x *graph.Node, k int) *graph.Node { idx, _ := selectTopK(x, k, false); return idx },
+		"native": func(x *graph.Node, k int) *graph.Node { idx, _ := selectTopK(x, k, true); return idx },
+		"pairwise": func(x *graph.Node, k int) *graph.Node {
+			_, idx := pairwiseTopK(x, k)
+			return idx
+		},
+	}
 	backend := testutil.Backend(t)
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			exec, err := graph.NewExec(backend, func(x *graph.Node) *graph.Node {
-				x = graph.Reshape(x, 1, 1, len(c.row))
-				idx, _ := selectTopK(x, c.k)
-				return idx
+		for name, method := range methods {
+			t.Run(c.name+"/"+name, func(t *testing.T) {
+				exec, err := graph.NewExec(backend, func(x *graph.Node) *graph.Node {
+					x = graph.Reshape(x, 1, 1, len(c.row))
+					return graph.Reshape(method(x, c.k), c.k)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer exec.Finalize()
+				out, err := exec.Exec(tensors.FromFlatDataAndDimensions(c.row, len(c.row)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := tensors.MustCopyFlatData[int32](out[0])
+				slices.Sort(got)
+				if want := bruteTopK(c.row, c.k); !slices.Equal(got, want) {
+					t.Fatalf("top-%d of %v: got %v, want %v", c.k, c.row, got, want)
+				}
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer exec.Finalize()
-			out, err := exec.Exec(tensors.FromFlatDataAndDimensions(c.row, len(c.row)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := tensors.MustCopyFlatData[int32](out[0])
-			if want := bruteTopK(c.row, c.k); !slices.Equal(got, want) {
-				t.Fatalf("top-%d of %v: got %v, want %v", c.k, c.row, got, want)
-			}
-		})
+		}
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"strings"
 
 	"github.com/gomlx/compute"
-	_ "github.com/gomlx/compute/gobackend"  // the pure-Go CPU backend
-	_ "github.com/gomlx/go-xla/compute/xla" // XLA, used only with a configured PJRT plugin
+	_ "github.com/gomlx/compute/gobackend" // the pure-Go CPU backend
 )
+
+// The XLA backend is linked in by backend_xla.go, unless the binary is built
+// with -tags noxla (quicker to build: no cgo; tests use it).
 
 // backendFlag is embedded by every command that runs a model.
 type backendFlag struct {
@@ -39,3 +41,7 @@ func (f backendFlag) open() (b compute.Backend, err error) {
 	}
 	return b, nil
 }
+
+// native reports whether the backend's own TopK op is the fast choice for the
+// indexer (XLA); the Go backend uses radix select (see model.Options.NativeTopK).
+func native(b compute.Backend) bool { return strings.HasPrefix(b.Name(), "xla") }

@@ -131,7 +131,7 @@ func (c *benchDecodeCmd) Run() error {
 	}
 	for _, pos := range contexts {
 		for _, b := range batches {
-			t, err := engine.MeasureDecode(m, backend, b, pos, c.Steps, false)
+			t, err := engine.MeasureDecode(m, backend, b, pos, c.Steps, model.Options{NativeTopK: native(backend)})
 			if err != nil {
 				return fmt.Errorf("decode batch %d at %d: %w", b, pos, err)
 			}
@@ -147,7 +147,7 @@ func (c *benchDecodeCmd) Run() error {
 		return fmt.Errorf("--prefill: %w", err)
 	}
 	for _, n := range lengths {
-		ms, err := engine.MeasurePrefill(m, backend, n, c.Chunk, false)
+		ms, err := engine.MeasurePrefill(m, backend, n, c.Chunk, model.Options{NativeTopK: native(backend)})
 		if err != nil {
 			return fmt.Errorf("prefill %d: %w", n, err)
 		}
@@ -182,7 +182,7 @@ func (c *benchSparseCmd) Run() error {
 	series := map[bool]plotter.XYs{}
 	for _, pos := range positions {
 		for _, dense := range []bool{false, true} {
-			t, err := engine.MeasureDecode(m, backend, 1, pos, c.Steps, dense)
+			t, err := engine.MeasureDecode(m, backend, 1, pos, c.Steps, model.Options{Dense: dense, NativeTopK: native(backend)})
 			if err != nil {
 				return fmt.Errorf("decode at %d (dense %v): %w", pos, dense, err)
 			}
