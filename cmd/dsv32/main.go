@@ -23,8 +23,10 @@ type cli struct {
 	Index  indexCmd  `cmd:"" help:"Build the offline search index for the agent's search tool."`
 	Render renderCmd `cmd:"" help:"Print the DeepSeek-V3.2 prompt for a JSON conversation (and its token ids with --tokenizer)."`
 
+
 	Tokenize  tokenizeCmd  `cmd:"" help:"Text to token ids (or --ids to text) with a tokenizer.json; --bench measures MB/s."`
 	Tokenizer tokenizerCmd `cmd:"" help:"Tokenizer tools: train a byte-level BPE."`
+	Data      dataCmd      `cmd:"" help:"Training data: tokenise text into shards, generate synthetic tasks (long-context retrieval, stories, arithmetic), inspect a dataset."`
 }
 
 func main() {
