@@ -72,7 +72,7 @@ func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps in
 // each row's indexer keys and its attended latents and rope keys.
 func StepBytes(m *model.Model, batch, S int, dense bool, routes [][]int32) (weights, cache int64) {
 	cfg := m.Config
-	size := int64(model.ParamDType(m.Store.RootScope()).Size())
+	size := int64(model.ComputeDType(m.Store.RootScope()).Size())
 	n := cfg.Count()
 	expert := n.ExpertParams
 	weights = (n.Total - n.RoutedExperts - int64(cfg.VocabSize*cfg.HiddenSize) + int64(batch*cfg.HiddenSize)) * size

@@ -34,6 +34,11 @@ type Options struct {
 	// Routes (optional), one [B, T, K] int32 node per MoE layer, forces the
 	// routed experts (routing replay, rl.md §5).
 	Routes []*graph.Node
+	// BalanceLoss adds each MoE layer's sequence-wise balance loss to the outputs.
+	BalanceLoss bool
+	// TokenMask [B, T] (optional, 1 = real token) keeps padding out of the
+	// expert loads and the balance loss.
+	TokenMask *graph.Node
 	// NativeTopK selects the indexer's keys with the backend's TopK op (one
 	// op on XLA) instead of radix select (many small vectorised ops; the right
 	// choice on the Go backend, whose TopK sorts with a comparator graph).
@@ -50,6 +55,8 @@ type Outputs struct {
 	Hidden    []*graph.Node // hidden_0 (embeddings) … hidden_L (after the final norm), [B, T, D], with CaptureHidden
 	TopK      []*graph.Node // per layer [B, T, min(k, S)] int32, in sparse mode or with CaptureTopK
 	Routes    []*graph.Node // per MoE layer [B, T, K] int32: the experts each token used
+	Load      []*graph.Node // per MoE layer [E] float32: tokens routed to each expert
+	Balance   []*graph.Node // per MoE layer scalar sequence-wise balance loss, with BalanceLoss
 	Cache     []LayerCache  // updated caches, when a cache was given
 	IndexerKL []*graph.Node // per layer scalar, with IndexerLoss
 }
@@ -61,7 +68,7 @@ type Outputs struct {
 // decode, training and RL all call it.
 func Forward(scope *gm.Scope, cfg *Config, tokens, pos *graph.Node, cache []LayerCache, opts Options) Outputs {
 	var out Outputs
-	dt := ParamDType(scope)
+	dt := ComputeDType(scope)
 	root := scope.At("model")
 	embed := weight(root.At("embed_tokens"), tokens.Graph(), dt, nil, "weight", cfg.VocabSize, cfg.HiddenSize) // [V, D]
 	h := graph.Gather(embed, graph.ExpandAxes(graph.ConvertDType(tokens, dtypes.Int32), -1))                   // [B, T, D]
@@ -81,8 +88,8 @@ func Forward(scope *gm.Scope, cfg *Config, tokens, pos *graph.Node, cache []Laye
 			forced = opts.Routes[moeLayer]
 		}
 		var lo layerOut
-		var ids *graph.Node
-		h, lo, ids = block(root.At("layers").At("%d", i), cfg, i, h, pos, cos, sin, lc, forced, &opts)
+		var mo *moeOut
+		h, lo, mo = block(root.At("layers").At("%d", i), cfg, i, h, pos, cos, sin, lc, forced, &opts)
 		if lo.topK != nil && (opts.CaptureTopK || !opts.Dense) {
 			out.TopK = append(out.TopK, lo.topK)
 		}
@@ -92,8 +99,12 @@ func Forward(scope *gm.Scope, cfg *Config, tokens, pos *graph.Node, cache []Laye
 		if lo.indexerKL != nil {
 			out.IndexerKL = append(out.IndexerKL, lo.indexerKL)
 		}
-		if ids != nil {
-			out.Routes = append(out.Routes, ids)
+		if mo != nil {
+			out.Routes = append(out.Routes, mo.ids)
+			out.Load = append(out.Load, mo.load)
+			if mo.balance != nil {
+				out.Balance = append(out.Balance, mo.balance)
+			}
 			moeLayer++
 		}
 		if opts.CaptureHidden && i < cfg.NumHiddenLayers-1 {
@@ -117,20 +128,22 @@ func Forward(scope *gm.Scope, cfg *Config, tokens, pos *graph.Node, cache []Laye
 
 // block is one pre-norm decoder layer: h + MLA(norm(h)), then h + FFN(norm(h)).
 // It returns the new hidden state, the attention extras and, for MoE layers,
-// the routed expert ids.
-func block(scope *gm.Scope, cfg *Config, layer int, h, pos, cos, sin *graph.Node, cache *LayerCache, forced *graph.Node, opts *Options) (*graph.Node, layerOut, *graph.Node) {
+// what the router did.
+func block(scope *gm.Scope, cfg *Config, layer int, h, pos, cos, sin *graph.Node, cache *LayerCache, forced *graph.Node, opts *Options) (*graph.Node, layerOut, *moeOut) {
 	x := rmsNorm(scope.At("input_layernorm"), h, cfg.RMSNormEps)
 	a, lo := attention(scope.At("self_attn"), cfg, x, pos, cos, sin, cache, opts)
 	h = graph.Add(h, a)
 	x = rmsNorm(scope.At("post_attention_layernorm"), h, cfg.RMSNormEps)
-	var ids *graph.Node
 	var f *graph.Node
+	var mo *moeOut
 	if cfg.IsMoE(layer) {
-		f, ids = moe(scope.At("mlp"), cfg, x, forced)
+		var r moeOut
+		f, r = moe(scope.At("mlp"), cfg, x, forced, opts)
+		mo = &r
 	} else {
 		f = swiGLU(scope.At("mlp"), x, cfg.IntermediateSize)
 	}
-	return graph.Add(h, f), lo, ids
+	return graph.Add(h, f), lo, mo
 }
 
 // paramDTypeKey is the store parameter holding the weights' dtype.
@@ -149,4 +162,24 @@ func ParamDType(scope *gm.Scope) dtypes.DType {
 // SetParamDType sets the dtype new weights are created with.
 func SetParamDType(store *gm.Store, dt dtypes.DType) {
 	store.SetParam("/"+paramDTypeKey, dt)
+}
+
+// computeDTypeKey is the store parameter holding the activations' dtype.
+const computeDTypeKey = "dsv32_compute_dtype"
+
+// ComputeDType is the dtype activations and caches are computed in: the
+// weights' dtype unless set (training keeps float32 master weights and
+// computes in bf16 on the GPU).
+func ComputeDType(scope *gm.Scope) dtypes.DType {
+	if v, ok := scope.Store().GetParam("/" + computeDTypeKey); ok {
+		if dt, ok := v.(dtypes.DType); ok {
+			return dt
+		}
+	}
+	return ParamDType(scope)
+}
+
+// SetComputeDType sets the dtype of activations and caches.
+func SetComputeDType(store *gm.Store, dt dtypes.DType) {
+	store.SetParam("/"+computeDTypeKey, dt)
 }

@@ -21,14 +21,14 @@ import (
 // ids [N, K] int32, weights [N, K]. forced, when given ([N, K]), replaces the
 // router's choice (routing replay, rl.md §5); the weights still come from the
 // router's scores of those experts.
-func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (ids, weights *graph.Node) {
+func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (ids, weights, sigma *graph.Node) {
 	g := x.Graph()
 	N := x.Shape().Dim(0)
 	E, G, K := cfg.NumRoutedExperts, cfg.NumGroups, cfg.NumExpertsPerTok
 	wr := weight(scope, g, x.DType(), nil, "weight", E, cfg.HiddenSize) // [E, D]
 	logits := graph.DotGeneral(graph.ConvertDType(x, dtypes.Float32), []int{1}, nil,
 		graph.ConvertDType(wr, dtypes.Float32), []int{1}, nil) // [N, E], fp32
-	sigma := graph.Sigmoid(logits) // [N, E]
+	sigma = graph.Sigmoid(logits) // [N, E]
 
 	if forced != nil {
 		ids = graph.ConvertDType(forced, dtypes.Int32)
@@ -53,12 +53,18 @@ func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (ids, weights *g
 		weights = graph.Div(weights, graph.AddScalar(graph.ReduceAndKeep(weights, graph.ReduceSum, -1), 1e-20))
 	}
 	weights = graph.MulScalar(weights, cfg.RoutedScalingFactor)
-	return ids, graph.ConvertDType(weights, x.DType())
+	return ids, graph.ConvertDType(weights, x.DType()), sigma
 }
 
-// moe is DeepSeekMoE on x [B, T, D]. It returns the output [B, T, D] and the
-// routed expert ids [B, T, K].
-func moe(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (*graph.Node, *graph.Node) {
+// moeOut is what an MoE layer reports besides its output.
+type moeOut struct {
+	ids     *graph.Node // [B, T, K] routed expert ids
+	load    *graph.Node // [E] tokens routed to each expert (weighted by the token mask)
+	balance *graph.Node // scalar sequence-wise balance loss, with Options.BalanceLoss
+}
+
+// moe is DeepSeekMoE on x [B, T, D]: the output [B, T, D] and what it routed.
+func moe(scope *gm.Scope, cfg *Config, x, forced *graph.Node, opts *Options) (*graph.Node, moeOut) {
 	dims := x.Shape().Dimensions
 	B, T, D := dims[0], dims[1], dims[2]
 	N := B * T
@@ -67,7 +73,7 @@ func moe(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (*graph.Node, *gra
 	if forced != nil {
 		forced = graph.Reshape(forced, N, K)
 	}
-	ids, w := route(scope.At("gate"), cfg, flat, forced) // [N, K], [N, K]
+	ids, w, sigma := route(scope.At("gate"), cfg, flat, forced) // [N, K], [N, K], [N, E]
 
 	g := x.Graph()
 	ex := scope.At("experts")
@@ -101,5 +107,35 @@ func moe(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (*graph.Node, *gra
 	if cfg.NumSharedExperts > 0 {
 		out = graph.Add(out, swiGLU(scope.At("shared_experts"), flat, cfg.NumSharedExperts*I))
 	}
-	return graph.Reshape(out, B, T, D), graph.Reshape(ids, B, T, K)
+	res := moeOut{ids: graph.Reshape(ids, B, T, K)}
+	res.load, res.balance = balance(cfg, ids, sigma, B, T, opts)
+	return graph.Reshape(out, B, T, D), res
+}
+
+// balance measures the routing: each expert's load (for DeepSeek-V3's
+// auxiliary-loss-free bias update) and, when asked, the small sequence-wise
+// balance loss Σ_e f_e·P_e averaged over sequences, with
+// f_e = E/(K·T)·Σ_t 1[e chosen at t] and P_e = mean_t σ_e/Σ_e' σ_e'
+// (DeepSeek-V3 report, eqs. 17–20). Positions with TokenMask 0 do not count.
+func balance(cfg *Config, ids, sigma *graph.Node, B, T int, opts *Options) (load, loss *graph.Node) {
+	g := ids.Graph()
+	E, K := cfg.NumRoutedExperts, cfg.NumExpertsPerTok
+	hits := graph.ReduceSum(graph.OneHot(ids, E, dtypes.Float32), 1) // [N, E]: 1 where chosen
+	w := graph.Ones(g, shapes.Make(dtypes.Float32, B*T, 1))
+	if opts.TokenMask != nil {
+		w = graph.Reshape(graph.ConvertDType(opts.TokenMask, dtypes.Float32), B*T, 1)
+	}
+	hits = graph.Mul(hits, w)
+	load = graph.StopGradient(graph.ReduceSum(hits, 0)) // [E]
+	if !opts.BalanceLoss {
+		return load, nil
+	}
+	hits = graph.Reshape(graph.StopGradient(hits), B, T, E)
+	wt := graph.Reshape(w, B, T, 1)
+	n := graph.Max(graph.ReduceSum(wt, 1), graph.Scalar(g, dtypes.Float32, 1))          // [B, 1]
+	f := graph.MulScalar(graph.Div(graph.ReduceSum(hits, 1), n), float64(E)/float64(K)) // [B, E]
+	s := graph.Reshape(sigma, B, T, E)
+	s = graph.Div(s, graph.ReduceAndKeep(s, graph.ReduceSum, -1))
+	p := graph.Div(graph.ReduceSum(graph.Mul(s, wt), 1), n) // [B, E]
+	return load, graph.ReduceAllMean(graph.ReduceSum(graph.Mul(f, p), -1))
 }

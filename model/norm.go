@@ -11,15 +11,26 @@ import (
 // The building blocks every layer uses: weights named as in the HF
 // checkpoint, linear maps with PyTorch's [out, in] weights, and the norms.
 
-// weight returns the variable `name` of scope as a node, creating it with the
-// given initialiser when the store does not hold it yet. Shapes follow the HF
-// checkpoint ([out, in] for linear maps).
+// weight returns the variable `name` of scope as a node of dtype dt (the
+// compute dtype), creating it in the store's parameter dtype with the given
+// initialiser when the store does not hold it yet: bf16 compute over float32
+// master weights is a cast here, and gradients flow back through it. Shapes
+// follow the HF checkpoint ([out, in] for linear maps).
 func weight(scope *gm.Scope, g *graph.Graph, dt dtypes.DType, init gm.VariableInitializer, name string, dims ...int) *graph.Node {
 	if init == nil {
 		init = scope.Initializer()
 	}
-	v := scope.Store().VariableWithShape(gm.JoinPath(scope.Scope(), name), shapes.Make(dt, dims...), init)
-	return v.NodeValue(g)
+	path := gm.JoinPath(scope.Scope(), name)
+	storage := ParamDType(scope)
+	if v := scope.Store().GetVariable(path); v != nil {
+		storage = v.DType()
+	}
+	v := scope.Store().VariableWithShape(path, shapes.Make(storage, dims...), init)
+	n := v.NodeValue(g)
+	if n.DType() != dt {
+		n = graph.ConvertDType(n, dt)
+	}
+	return n
 }
 
 // linear is y = x · Wᵀ with W [out, in] at scope/weight; x [..., in] → [..., out].

@@ -70,7 +70,7 @@ func (s *Stepper) CacheBytes() int64 { return CacheBytes(s.m, s.rows, s.capacity
 
 // CacheBytes is the memory of caches for rows × capacity tokens.
 func CacheBytes(m *Model, rows, capacity int) int64 {
-	dt := ParamDType(m.Store.RootScope())
+	dt := ComputeDType(m.Store.RootScope())
 	return int64(rows) * int64(capacity) * int64(m.Config.CacheWidth()) * int64(m.Config.NumHiddenLayers) * int64(dt.Size())
 }
 
@@ -84,7 +84,7 @@ func (s *Stepper) widths() []int {
 }
 
 func (s *Stepper) zeroCaches(rows, capacity int) []*tensors.Tensor {
-	dt := ParamDType(s.m.Store.RootScope())
+	dt := ComputeDType(s.m.Store.RootScope())
 	var cs []*tensors.Tensor
 	for range s.m.Config.NumHiddenLayers {
 		for _, w := range s.widths() {
