@@ -30,6 +30,11 @@ func (f backendFlag) open() (b compute.Backend, err error) {
 	if strings.HasPrefix(cfg, "xla") && !strings.HasPrefix(cfg, "xla:") {
 		return nil, fmt.Errorf("backend %q: give the PJRT plugin path, as xla:/abs/path/xla_cuda_plugin.so", cfg)
 	}
+	if strings.HasPrefix(cfg, "xla:") && os.Getenv("XLA_FLAGS") == "" {
+		// Without CUDA graphs decoding at batch 8 ran about 15% faster on the
+		// H200 (13.3–14.3 ms against 16.1–17.9 ms per step, docs/engine.md).
+		os.Setenv("XLA_FLAGS", "--xla_gpu_enable_command_buffer=")
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("backend %q: %v", cfg, r)
