@@ -23,6 +23,9 @@ type cli struct {
 	Index  indexCmd  `cmd:"" help:"Build the offline search index for the agent's search tool."`
 	Render renderCmd `cmd:"" help:"Print the DeepSeek-V3.2 prompt for a JSON conversation (and its token ids with --tokenizer)."`
 
+	Run   runCmd   `cmd:"" help:"Generate one chat reply to a prompt (or a conversation file), streamed to the terminal."`
+	Chat  chatCmd  `cmd:"" help:"Chat with a model in the terminal (one message per line; /reset, /exit)."`
+	Serve serveCmd `cmd:"" help:"Serve a model over an OpenAI-compatible HTTP API (chat, completions, models, health, metrics)."`
 
 	Tokenize  tokenizeCmd  `cmd:"" help:"Text to token ids (or --ids to text) with a tokenizer.json; --bench measures MB/s."`
 	Tokenizer tokenizerCmd `cmd:"" help:"Tokenizer tools: train a byte-level BPE."`

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dsv32/dsv32/chat"
+	"github.com/dsv32/dsv32/engine"
+	"github.com/dsv32/dsv32/model"
+	"github.com/dsv32/dsv32/tokenizer"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// defaultModel is the model directory used when --model is not given. It
+// returns "" until the embedded default model lands; then it returns the
+// directory that model is unpacked to, and --model becomes optional.
+func defaultModel() string { return "" }
+
+// modelFlags are the flags of the commands that run a model (run, chat,
+// serve), and load is how they all load it.
+type modelFlags struct {
+	backendFlag
+	Model        string `type:"path" placeholder:"DIR" env:"DSV32_MODEL" help:"Model directory: config.json, model.safetensors (or shards) and tokenizer.json."`
+	MaxBatch     int    `default:"8" placeholder:"N" help:"Sequences decoded together."`
+	MaxContext   int    `placeholder:"N" help:"Longest prompt + completion in tokens (default: the model's, at most 32768)."`
+	MemoryBudget int64  `placeholder:"BYTES" help:"Bytes the caches may take (default 4 GiB); requests that cannot fit are refused."`
+}
+
+// loadedModel is a loaded model, ready to generate.
+type loadedModel struct {
+	dir string
+	eng *engine.Engine
+	tok *tokenizer.BPE
+}
+
+func (rt *loadedModel) Close() { rt.eng.Close() }
+
+// load opens the backend, the weights and the tokenizer, starts the engine
+// and warms it up, with a progress bar on a terminal (log lines otherwise).
+func (f *modelFlags) load() (*loadedModel, error) {
+	dir := f.Model
+	if dir == "" {
+		dir = defaultModel()
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("no model: give --model DIR (a directory with config.json, model.safetensors and tokenizer.json)")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	steps := []string{"backend", "weights", "tokenizer", "engine", "warm-up"}
+	var bar *progressbar.ProgressBar
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		bar = progressbar.NewOptions(len(steps), progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription("loading "+filepath.Base(dir)), progressbar.OptionShowCount(),
+			progressbar.OptionClearOnFinish(), progressbar.OptionSetPredictTime(false))
+	}
+	step := func(i int) {
+		if bar != nil {
+			bar.Describe(fmt.Sprintf("loading %s: %s", filepath.Base(dir), steps[i]))
+			bar.Set(i)
+		} else {
+			slog.Debug("loading", "model", dir, "step", steps[i])
+		}
+	}
+	start := time.Now()
+	step(0)
+	backend, err := f.open()
+	if err != nil {
+		return nil, err
+	}
+	step(1)
+	m, err := model.Load(dir, dtypes.Float32)
+	if err != nil {
+		return nil, err
+	}
+	step(2)
+	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	if tok.VocabSize() > m.Config.VocabSize {
+		return nil, fmt.Errorf("model %s: tokenizer.json has %d ids, config.json's vocab_size is %d", dir, tok.VocabSize(), m.Config.VocabSize)
+	}
+	step(3)
+	eng, err := engine.New(m, backend, engine.Config{MaxBatch: f.MaxBatch, MaxContext: f.MaxContext, MemoryBudget: f.MemoryBudget})
+	if err != nil {
+		return nil, err
+	}
+	step(4)
+	// One token from BOS compiles the prefill and decode graphs before the
+	// first request needs them.
+	if bos, ok := tok.TokenToID(chat.BOS); ok {
+		if _, err := eng.Generate(context.Background(), engine.Request{Prompt: []int32{int32(bos)}, Params: engine.SampleParams{MaxTokens: 2}}, nil); err != nil {
+			eng.Close()
+			return nil, fmt.Errorf("model %s: warm-up: %w", dir, err)
+		}
+	}
+	if bar != nil {
+		bar.Finish()
+	}
+	slog.Info("model loaded", "model", dir, "layers", m.Config.NumHiddenLayers, "vocab", m.Config.VocabSize,
+		"context", eng.Config().MaxContext, "took", time.Since(start).Round(time.Millisecond))
+	return &loadedModel{dir: dir, eng: eng, tok: tok}, nil
+}
