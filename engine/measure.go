@@ -11,6 +11,7 @@ import (
 	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+	gm "github.com/gomlx/gomlx/ml/model"
 )
 
 // Measurements behind `dsv32 bench`: decode step time at a position, chunked
@@ -160,4 +161,39 @@ func MeasureBandwidth(backend compute.Backend, bytes int64) (float64, error) {
 		return 0, fmt.Errorf("bandwidth: no timing")
 	}
 	return float64(2*bytes) / best, nil
+}
+
+// MeasureForward times one forward pass of n tokens (batch 1, no cache) after
+// warm-up: the prefill a training step or a scorer runs.
+func MeasureForward(m *model.Model, backend compute.Backend, n int, opts model.Options) (ms float64, err error) {
+	exec, err := gm.NewExec(backend, m.Store, func(scope *gm.Scope, tokens, pos *graph.Node) *graph.Node {
+		o := opts
+		o.LogitsAt = graph.Const(tokens.Graph(), []int32{int32(n - 1)})
+		return model.Forward(scope, m.Config, tokens, pos, nil, o).Logits
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer exec.Finalize()
+	tokens := make([]int32, n)
+	pos := make([]int32, n)
+	for i := range tokens {
+		tokens[i] = int32(i * 7 % m.Config.VocabSize)
+		pos[i] = int32(i)
+	}
+	tt, pt := tensors.FromFlatDataAndDimensions(tokens, 1, n), tensors.FromFlatDataAndDimensions(pos, 1, n)
+	var times []float64
+	for i := range 4 {
+		t0 := time.Now()
+		out, err := exec.Exec(tt, pt)
+		if err != nil {
+			return 0, err
+		}
+		out[0].FinalizeAll()
+		if i > 0 {
+			times = append(times, time.Since(t0).Seconds()*1000)
+		}
+	}
+	sort.Float64s(times)
+	return times[len(times)/2], nil
 }

@@ -85,7 +85,7 @@ func compareGrads(t *testing.T, exp *checkpoint.Checkpoint, prefix string, grads
 		if rel > worst {
 			worst, worstName = rel, param
 		}
-		if rel > 1e-3 {
+		if rel > testutil.Tol(1e-3) {
 			t.Errorf("%s: relative error %.3g > 1e-3 (max abs %.3g)", name, rel, maxAbs)
 		}
 		n++

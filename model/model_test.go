@@ -71,14 +71,14 @@ func TestPrefillMatchesReference(t *testing.T) {
 			for i, h := range res.Hidden {
 				rel, maxAbs := testutil.RelErr(h, f.tensor(t, "hidden_"+itoa(i)))
 				t.Logf("hidden_%d: rel %.3g, max abs %.3g", i, rel, maxAbs)
-				if rel > 1e-4 {
-					t.Fatalf("hidden_%d: relative error %.3g > 1e-4 (max abs %.3g)", i, rel, maxAbs)
+				if rel > testutil.Tol(1e-4) {
+					t.Fatalf("hidden_%d: relative error %.3g > tolerance (max abs %.3g)", i, rel, maxAbs)
 				}
 			}
 			rel, maxAbs := testutil.RelErr(res.Logits, f.tensor(t, "logits"))
 			t.Logf("logits: rel %.3g, max abs %.3g", rel, maxAbs)
-			if rel > 1e-4 {
-				t.Errorf("logits: relative error %.3g > 1e-4", rel)
+			if rel > testutil.Tol(1e-4) {
+				t.Errorf("logits: relative error %.3g > tolerance", rel)
 			}
 			checkTopK(t, f, res)
 		})
@@ -142,8 +142,8 @@ func TestDenseMatchesReference(t *testing.T) {
 			}
 			rel, maxAbs := testutil.RelErr(res.Logits, f.tensor(t, "dense_logits"))
 			t.Logf("dense_logits: rel %.3g, max abs %.3g", rel, maxAbs)
-			if rel > 1e-4 {
-				t.Errorf("dense_logits: relative error %.3g > 1e-4", rel)
+			if rel > testutil.Tol(1e-4) {
+				t.Errorf("dense_logits: relative error %.3g > tolerance", rel)
 			}
 			// Sparse and dense must differ on these fixtures, or the test proves nothing.
 			sparse := f.tensor(t, "logits")
@@ -168,8 +168,8 @@ func TestCachedDecodeMatchesReference(t *testing.T) {
 				}
 				rel, maxAbs := testutil.RelErr(got, want)
 				t.Logf("%s: decode_logits rel %.3g, max abs %.3g", what, rel, maxAbs)
-				if rel > 1e-4 {
-					t.Errorf("%s: decode_logits relative error %.3g > 1e-4", what, rel)
+				if rel > testutil.Tol(1e-4) {
+					t.Errorf("%s: decode_logits relative error %.3g > tolerance", what, rel)
 				}
 			}
 
@@ -268,8 +268,8 @@ func TestFP8MatchesReference(t *testing.T) {
 	}
 	rel, maxAbs := testutil.RelErr(res.Logits, f.tensor(t, "logits"))
 	t.Logf("fp8 logits: rel %.3g, max abs %.3g", rel, maxAbs)
-	if rel > 1e-4 {
-		t.Errorf("fp8 logits: relative error %.3g > 1e-4", rel)
+	if rel > testutil.Tol(1e-4) {
+		t.Errorf("fp8 logits: relative error %.3g > tolerance", rel)
 	}
 	// The same weights in float32 give different logits (quantisation error
 	// ≈ 0.46 relative): the FP8 path is really exercised.

@@ -20,8 +20,9 @@ import (
 // benchCmd measures the engine: decode and prefill speed against the memory
 // bandwidth floor, and how decode cost grows with position, sparse vs dense.
 type benchCmd struct {
-	Decode benchDecodeCmd `cmd:"" help:"Decode tokens/s and prefill time on a random model, with each step's memory-bandwidth floor."`
-	Sparse benchSparseCmd `cmd:"" help:"Per-token decode cost against position, sparse (DSA) vs dense attention; writes a PNG chart."`
+	Decode  benchDecodeCmd  `cmd:"" help:"Decode tokens/s and prefill time on a random model, with each step's memory-bandwidth floor."`
+	Sparse  benchSparseCmd  `cmd:"" help:"Per-token decode cost against position, sparse (DSA) vs dense attention; writes a PNG chart."`
+	Forward benchForwardCmd `cmd:"" help:"Time one forward pass (no cache), sparse vs dense."`
 }
 
 // presets are the configurations benchmarks run on (random weights).
@@ -31,6 +32,13 @@ var presets = map[string]string{
 	"moe_intermediate_size":1024,"num_hidden_layers":12,"first_k_dense_replace":1,"num_attention_heads":16,
 	"num_key_value_heads":16,"q_lora_rank":768,"kv_lora_rank":256,"qk_nope_head_dim":128,"qk_rope_head_dim":64,
 	"v_head_dim":128,"n_routed_experts":32,"n_shared_experts":1,"num_experts_per_tok":4,"n_group":4,"topk_group":2,
+	"routed_scaling_factor":2.5,"index_n_heads":16,"index_head_dim":128,"index_topk":2048,
+	"max_position_embeddings":163840,"rope_theta":10000,"rms_norm_eps":1e-6,"bos_token_id":0,"eos_token_id":1}`,
+	// About 1.3B: the 3b shape with 8 routed experts (top-2 of 4 groups, 2 kept).
+	"1b": `{"model_type":"deepseek_v32","vocab_size":129280,"hidden_size":2048,"intermediate_size":5632,
+	"moe_intermediate_size":1024,"num_hidden_layers":12,"first_k_dense_replace":1,"num_attention_heads":16,
+	"num_key_value_heads":16,"q_lora_rank":768,"kv_lora_rank":256,"qk_nope_head_dim":128,"qk_rope_head_dim":64,
+	"v_head_dim":128,"n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"n_group":4,"topk_group":2,
 	"routed_scaling_factor":2.5,"index_n_heads":16,"index_head_dim":128,"index_topk":2048,
 	"max_position_embeddings":163840,"rope_theta":10000,"rms_norm_eps":1e-6,"bos_token_id":0,"eos_token_id":1}`,
 	// A small model for CPU curves: attention dominates, as at scale.
@@ -59,7 +67,7 @@ func (b *benchModel) load() (*model.Model, error) {
 	} else {
 		src, ok := presets[b.Preset]
 		if !ok {
-			return nil, fmt.Errorf("--preset %q: want 3b or small", b.Preset)
+			return nil, fmt.Errorf("--preset %q: want 3b, 1b or small", b.Preset)
 		}
 		cfg, err = model.ParseConfig([]byte(src))
 	}
@@ -234,4 +242,29 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+type benchForwardCmd struct {
+	benchModel
+	Tokens int `default:"8192" help:"Tokens in the forward pass."`
+}
+
+func (c *benchForwardCmd) Run() error {
+	backend, err := c.open()
+	if err != nil {
+		return err
+	}
+	m, err := c.load()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("model: %d parameters, %d tokens, %s\n", m.Config.Count().Total, c.Tokens, backend.Description())
+	for _, dense := range []bool{false, true} {
+		ms, err := engine.MeasureForward(m, backend, c.Tokens, model.Options{Dense: dense, NativeTopK: native(backend)})
+		if err != nil {
+			return fmt.Errorf("forward (dense %v): %w", dense, err)
+		}
+		fmt.Printf("forward %d tokens %-6s %9.1f ms (%.0f tok/s)\n", c.Tokens, map[bool]string{true: "dense", false: "sparse"}[dense], ms, float64(c.Tokens)/ms*1000)
+	}
+	return nil
 }

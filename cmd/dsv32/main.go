@@ -30,6 +30,7 @@ type cli struct {
 	Tokenize  tokenizeCmd  `cmd:"" help:"Text to token ids (or --ids to text) with a tokenizer.json; --bench measures MB/s."`
 	Tokenizer tokenizerCmd `cmd:"" help:"Tokenizer tools: train a byte-level BPE."`
 	Data      dataCmd      `cmd:"" help:"Training data: tokenise text into shards, generate synthetic tasks (long-context retrieval, stories, arithmetic), inspect a dataset."`
+	Train     trainCmd     `cmd:"" help:"Train: pretrain, DSA stage 1 (dsa-warmup) and 2 (dsa-sparse), SFT on chat JSONL; checkpoints, metrics, --resume."`
 }
 
 func main() {
