@@ -18,7 +18,7 @@ type fixture struct {
 	prefix int
 }
 
-func loadFixture(t *testing.T, name string, prefix int) *fixture {
+func loadFixture(t testing.TB, name string, prefix int) *fixture {
 	t.Helper()
 	dir := testutil.Testdata(name)
 	m, err := model.Load(dir, dtypes.Float32)
@@ -41,7 +41,7 @@ func loadFixture(t *testing.T, name string, prefix int) *fixture {
 	return &fixture{name: name, m: m, exp: exp, ids: ids, prefix: prefix}
 }
 
-func (f *fixture) tensor(t *testing.T, name string) []float32 {
+func (f *fixture) tensor(t testing.TB, name string) []float32 {
 	t.Helper()
 	v, _, err := f.exp.Float32(name)
 	if err != nil {
