@@ -29,7 +29,7 @@ func DefaultLoss() LossConfig {
 type Batch struct {
 	Logits  *graph.Node // [B, T, V] the policy's logits at each response position
 	Targets *graph.Node // [B, T] int32 the sampled tokens
-	Kept    *graph.Node // [B, T, K] int32 token ids the sampler's truncation kept, −1 padded; nil = full vocabulary
+	Kept    *graph.Node // [B, T, K] int32 token ids the sampler's truncation kept, −1 padded (all −1: untruncated); nil = full vocabulary
 	OldLogp *graph.Node // [B, T] a_t: the sampler's processed log-prob (π_old, rl.md §7)
 	RefLogp *graph.Node // [B, T] b_t: log π_ref over the same kept set; nil when Beta is 0
 	Adv     *graph.Node // [B] group advantage Â_i
@@ -69,6 +69,8 @@ func KeptLogprobs(logits, targets, kept *graph.Node, temp float64) (u, entropy *
 }
 
 // keptMask turns kept ids [B, T, K] (−1 padded) into a boolean [B, T, V].
+// A position with no kept id at all was sampled without truncation: its set
+// is the whole vocabulary.
 func keptMask(kept *graph.Node, V int) *graph.Node {
 	g := kept.Graph()
 	dims := kept.Shape().Dimensions
@@ -80,7 +82,9 @@ func keptMask(kept *graph.Node, V int) *graph.Node {
 	at := graph.Concatenate([]*graph.Node{graph.Iota(g, full, 0), graph.Iota(g, full, 1), graph.Reshape(ids, B, T, K, 1)}, -1)
 	hit := graph.ScatterMax(graph.Zeros(g, shapes.Make(dtypes.Float32, B, T, V+1)), at,
 		graph.Ones(g, shapes.Make(dtypes.Float32, B, T, K)), false, false)
-	return graph.GreaterThan(graph.SliceAxis(hit, -1, graph.AxisRange(0, V)), graph.ScalarZero(g, dtypes.Float32))
+	in := graph.GreaterThan(graph.SliceAxis(hit, -1, graph.AxisRange(0, V)), graph.ScalarZero(g, dtypes.Float32))
+	none := graph.LogicalNot(graph.ReduceLogicalOr(graph.GreaterOrEqual(graph.ConvertDType(kept, dtypes.Int32), graph.ScalarZero(g, dtypes.Int32)), -1)) // [B, T]
+	return graph.LogicalOr(in, graph.BroadcastToDims(graph.ExpandAxes(none, -1), B, T, V))
 }
 
 // KLTerm is the per-token KL penalty D_t: ρ·k3 when unbiased (V3.2, paper

@@ -1,0 +1,181 @@
+package rl
+
+import (
+	"fmt"
+
+	"github.com/dsv32/dsv32/engine"
+	"github.com/dsv32/dsv32/model"
+	"github.com/dsv32/dsv32/train"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	gm "github.com/gomlx/gomlx/ml/model"
+)
+
+// Updater takes GRPO steps on the policy: every mini-batch's forward pass
+// replays the sampler's expert routes (keep routing), its log-probs are
+// taken over the sampler's kept sets (keep sampling mask), and the loss is
+// Loss with the configured stabilisers. The optimizer, schedule and
+// checkpoints are train's.
+type Updater struct {
+	Trainer *train.Trainer
+	Loss    LossConfig
+	Temp    float64 // the sampling temperature τ
+	Replay  bool    // keep routing (on by default via NewUpdater)
+	step    *train.CustomStep
+	nMoE    int
+}
+
+// UpdateStats are one mini-batch's objective statistics (rl.md §10).
+type UpdateStats struct {
+	Loss, GradNorm                                                float64
+	PGLoss, KL, ClipLow, ClipHigh, Masked                         float64
+	RatioMean, RatioMin, RatioMax, MismatchAbs, Entropy, OPSMStat float64
+}
+
+// NewUpdater compiles the GRPO step for the trainer's model.
+func NewUpdater(backend compute.Backend, tr *train.Trainer, loss LossConfig, temp float64) (*Updater, error) {
+	u := &Updater{Trainer: tr, Loss: loss, Temp: temp, Replay: true, nMoE: tr.Model().Config.NumMoELayers()}
+	step, err := tr.Custom(u.graph)
+	if err != nil {
+		return nil, err
+	}
+	u.step = step
+	return u, nil
+}
+
+// inputs of the graph: tokens [B,S], pos [B,S], mask [B,S] (1 = real
+// position), respPos [B,R] (position predicting each response token),
+// targets [B,R], kept [B,R,K], old [B,R], adv [B], respMask [B,R], then one
+// routes [B,S,K_e] per MoE layer.
+func (u *Updater) graph(scope *gm.Scope, in []*graph.Node) (*graph.Node, []*graph.Node) {
+	m := u.Trainer.Model()
+	tokens, pos, mask := in[0], in[1], in[2]
+	opts := model.Options{TokenMask: mask}
+	if u.Replay {
+		opts.Routes = in[9 : 9+u.nMoE]
+	}
+	out := model.Forward(scope, m.Config, tokens, pos, nil, opts)
+	logits := gatherRows(out.Logits, in[3]) // [B, R, V]
+	loss, st := Loss(Batch{Logits: logits, Targets: in[4], Kept: in[5], OldLogp: in[6], Adv: in[7], Mask: in[8], Temp: u.Temp}, u.Loss)
+	zero := graph.ScalarZero(loss.Graph(), loss.DType())
+	or0 := func(x *graph.Node) *graph.Node {
+		if x == nil {
+			return zero
+		}
+		return x
+	}
+	return loss, []*graph.Node{or0(st.PGLoss), or0(st.KL), st.ClipLow, st.ClipHigh, st.Masked,
+		st.RatioMean, st.RatioMin, st.RatioMax, st.MismatchAbs, st.Entropy, or0(st.OPSMStat)}
+}
+
+// gatherRows picks x[b, at[b, r]] for x [B, S, V] and at [B, R] → [B, R, V].
+func gatherRows(x, at *graph.Node) *graph.Node {
+	B, R := at.Shape().Dim(0), at.Shape().Dim(1)
+	bi := graph.Iota(x.Graph(), shapes.Make(dtypes.Int32, B, R), 0)
+	idx := graph.Stack([]*graph.Node{bi, graph.ConvertDType(at, dtypes.Int32)}, -1) // [B, R, 2]
+	return graph.Gather(x, idx)
+}
+
+// Update takes one optimizer step on a mini-batch of samples.
+func (u *Updater) Update(samples []Sample) (UpdateStats, error) {
+	args, err := u.pack(samples)
+	if err != nil {
+		return UpdateStats{}, err
+	}
+	loss, norm, rep, err := u.step.Step(args...)
+	if err != nil {
+		return UpdateStats{}, err
+	}
+	f := func(i int) float64 { return float64(tensors.MustCopyFlatData[float32](rep[i])[0]) }
+	return UpdateStats{Loss: loss, GradNorm: norm, PGLoss: f(0), KL: f(1), ClipLow: f(2), ClipHigh: f(3), Masked: f(4),
+		RatioMean: f(5), RatioMin: f(6), RatioMax: f(7), MismatchAbs: f(8), Entropy: f(9), OPSMStat: f(10)}, nil
+}
+
+// pack lays out a mini-batch: every sample's prompt and response (all but
+// its last token) right-padded to the longest, with its records aligned to
+// the positions that produced them.
+func (u *Updater) pack(samples []Sample) ([]any, error) {
+	cfg := u.Trainer.Model().Config
+	B := len(samples)
+	if B == 0 {
+		return nil, fmt.Errorf("rl: empty mini-batch")
+	}
+	S, R, Kmax := 1, 1, 1
+	for i, s := range samples {
+		n := len(s.Result.Tokens)
+		if n == 0 {
+			return nil, fmt.Errorf("rl: sample %d has no response tokens", i)
+		}
+		seq := len(s.Prompt) + n - 1
+		if u.Replay && len(s.Result.Routes) != seq {
+			return nil, fmt.Errorf("rl: sample %d: %d recorded routes for %d positions (routes must line up with tokens)", i, len(s.Result.Routes), seq)
+		}
+		S, R = max(S, seq), max(R, n)
+		for _, t := range s.Result.Tokens {
+			Kmax = max(Kmax, len(t.Kept))
+		}
+	}
+	K := cfg.NumExpertsPerTok
+	tokens, pos, mask := make([]int32, B*S), make([]int32, B*S), make([]float32, B*S)
+	respPos, targets, old, respMask := make([]int32, B*R), make([]int32, B*R), make([]float32, B*R), make([]float32, B*R)
+	kept := make([]int32, B*R*Kmax)
+	adv := make([]float32, B)
+	routes := make([][]int32, u.nMoE)
+	for l := range routes {
+		routes[l] = make([]int32, B*S*K)
+	}
+	for b, s := range samples {
+		seq := append(append([]int32{}, s.Prompt...), idsOf(s.Result.Tokens[:len(s.Result.Tokens)-1])...)
+		for p := range S {
+			if p < len(seq) {
+				tokens[b*S+p], mask[b*S+p] = seq[p], 1
+			}
+			pos[b*S+p] = int32(p)
+			if u.Replay && p < len(seq) {
+				for l := range u.nMoE {
+					copy(routes[l][(b*S+p)*K:], s.Result.Routes[p][l])
+				}
+			} else {
+				for l := range u.nMoE { // padding routes to experts 0..K-1 (masked out of loads)
+					for k := range K {
+						routes[l][(b*S+p)*K+k] = int32(k)
+					}
+				}
+			}
+		}
+		adv[b] = float32(s.Adv)
+		P := len(s.Prompt)
+		for j, t := range s.Result.Tokens {
+			at := b*R + j
+			respPos[at], targets[at], old[at], respMask[at] = int32(P-1+j), t.ID, t.SampleLogprob, 1
+			for k := range Kmax { // no kept ids: sampled without truncation (the whole vocabulary)
+				kept[at*Kmax+k] = -1
+				if k < len(t.Kept) {
+					kept[at*Kmax+k] = t.Kept[k]
+				}
+			}
+		}
+	}
+	keptT := tensors.FromFlatDataAndDimensions(kept, B, R, Kmax)
+	args := []any{
+		tensors.FromFlatDataAndDimensions(tokens, B, S), tensors.FromFlatDataAndDimensions(pos, B, S),
+		tensors.FromFlatDataAndDimensions(mask, B, S), tensors.FromFlatDataAndDimensions(respPos, B, R),
+		tensors.FromFlatDataAndDimensions(targets, B, R), keptT, tensors.FromFlatDataAndDimensions(old, B, R),
+		tensors.FromFlatDataAndDimensions(adv, B), tensors.FromFlatDataAndDimensions(respMask, B, R),
+	}
+	for _, r := range routes {
+		args = append(args, tensors.FromFlatDataAndDimensions(r, B, S, K))
+	}
+	return args, nil
+}
+
+func idsOf(ts []engine.Token) []int32 {
+	out := make([]int32, len(ts))
+	for i, t := range ts {
+		out[i] = t.ID
+	}
+	return out
+}
