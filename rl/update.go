@@ -20,12 +20,13 @@ import (
 // Loss with the configured stabilisers. The optimizer, schedule and
 // checkpoints are train's.
 type Updater struct {
-	Trainer *train.Trainer
-	Loss    LossConfig
-	Temp    float64 // the sampling temperature τ
-	Replay  bool    // keep routing (on by default via NewUpdater)
-	step    *train.CustomStep
-	nMoE    int
+	Trainer  *train.Trainer
+	Loss     LossConfig
+	Temp     float64 // the sampling temperature τ
+	Replay   bool    // keep routing: replay the sampler's experts (on by default)
+	KeepMask bool    // keep sampling mask: π_θ over the sampler's kept sets (on by default)
+	step     *train.CustomStep
+	nMoE     int
 }
 
 // UpdateStats are one mini-batch's objective statistics (rl.md §10).
@@ -37,7 +38,7 @@ type UpdateStats struct {
 
 // NewUpdater compiles the GRPO step for the trainer's model.
 func NewUpdater(backend compute.Backend, tr *train.Trainer, loss LossConfig, temp float64) (*Updater, error) {
-	u := &Updater{Trainer: tr, Loss: loss, Temp: temp, Replay: true, nMoE: tr.Model().Config.NumMoELayers()}
+	u := &Updater{Trainer: tr, Loss: loss, Temp: temp, Replay: true, KeepMask: true, nMoE: tr.Model().Config.NumMoELayers()}
 	step, err := tr.Custom(u.graph)
 	if err != nil {
 		return nil, err
@@ -153,7 +154,7 @@ func (u *Updater) pack(samples []Sample) ([]any, error) {
 			respPos[at], targets[at], old[at], respMask[at] = int32(P-1+j), t.ID, t.SampleLogprob, 1
 			for k := range Kmax { // no kept ids: sampled without truncation (the whole vocabulary)
 				kept[at*Kmax+k] = -1
-				if k < len(t.Kept) {
+				if k < len(t.Kept) && u.KeepMask {
 					kept[at*Kmax+k] = t.Kept[k]
 				}
 			}

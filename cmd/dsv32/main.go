@@ -19,6 +19,7 @@ type cli struct {
 	Info   infoCmd   `cmd:"" help:"Summarise a model: architecture, parameter counts, cache bytes per token."`
 	Logits logitsCmd `cmd:"" help:"Run one prefill and write logits and top-k selections to a safetensors file."`
 	Bench  benchCmd  `cmd:"" help:"Measure decode and prefill speed; sparse vs dense decode cost."`
+	RL     rlCmd     `cmd:"" name:"rl" help:"GRPO with DeepSeek-V3.2's stabilisers on a task of the ladder."`
 	Agent  agentCmd  `cmd:"" help:"Run the agent (tools, context management) against an OpenAI-compatible endpoint, or replay a trajectory."`
 	Index  indexCmd  `cmd:"" help:"Build the offline search index for the agent's search tool."`
 	Render renderCmd `cmd:"" help:"Print the DeepSeek-V3.2 prompt for a JSON conversation (and its token ids with --tokenizer)."`
