@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dsv32/dsv32/internal/mmap"
 	"io/fs"
 	"maps"
 	"math"
@@ -246,7 +247,7 @@ func readBlockSize(dir string) ([2]int, error) {
 
 // addFile maps one file and adds its tensors and metadata (first file wins).
 func (c *Checkpoint) addFile(path string) error {
-	data, release, err := mapFile(path)
+	data, release, err := mmap.Map(path)
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}

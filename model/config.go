@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/dsv32/dsv32/internal/atomicfile"
 	"log/slog"
 	"math"
 	"os"
@@ -201,31 +202,7 @@ func (c *Config) Write(dir string) error {
 	if err != nil {
 		return fmt.Errorf("model config: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, "config.json"), data)
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(filepath.Join(dir, "config.json"), data)
 }
 
 // ropeJSON is either spelling of the rope object.

@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/dsv32/dsv32/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -104,7 +105,7 @@ func (t *Trainer) save(out string, pos data.State, meta map[string]string, files
 		if err != nil {
 			return fail(err)
 		}
-		if err := writeFileAtomic(filepath.Join(tmp, filepath.Base(f)), b); err != nil {
+		if err := atomicfile.Write(filepath.Join(tmp, filepath.Base(f)), b); err != nil {
 			return fail(err)
 		}
 	}
@@ -113,7 +114,7 @@ func (t *Trainer) save(out string, pos data.State, meta map[string]string, files
 	if err != nil {
 		return fail(err)
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, StateFile), append(js, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, StateFile), append(js, '\n')); err != nil {
 		return fail(err)
 	}
 	if err := hook("state"); err != nil {
@@ -304,31 +305,6 @@ func equalDims(a, b []int) bool {
 		}
 	}
 	return true
-}
-
-// writeFileAtomic writes data to a temporary name beside path, fsyncs it
-// and renames it over path.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 // syncDir fsyncs a directory so that renames in it are durable.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dsv32/dsv32/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -252,7 +253,7 @@ func openMetrics(path string, hist []Metrics) (*os.File, error) {
 		}
 		buf.Write(append(js, '\n'))
 	}
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := atomicfile.Write(path, buf.Bytes()); err != nil {
 		return nil, fmt.Errorf("train: metrics: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o644)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/dsv32/dsv32/internal/mmap"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -44,7 +45,7 @@ func Open(dir string) (*Dataset, error) {
 		}
 	}
 	for i, s := range idx.Shards {
-		b, unmap, err := mapFile(filepath.Join(dir, s.Name))
+		b, unmap, err := mmap.Map(filepath.Join(dir, s.Name))
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("data: shard %d: %w", i, err)
