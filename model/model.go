@@ -34,6 +34,9 @@ type Options struct {
 	// Routes (optional), one [B, T, K] int32 node per MoE layer, forces the
 	// routed experts (routing replay, rl.md §5).
 	Routes []*graph.Node
+	// OwnRoutes, with forced Routes, also returns the router's own choice
+	// (Outputs.OwnRoutes), to measure how often replay overrides it.
+	OwnRoutes bool
 	// BalanceLoss adds each MoE layer's sequence-wise balance loss to the outputs.
 	BalanceLoss bool
 	// TokenMask [B, T] (optional, 1 = real token) keeps padding out of the
@@ -55,6 +58,7 @@ type Outputs struct {
 	Hidden    []*graph.Node // hidden_0 (embeddings) … hidden_L (after the final norm), [B, T, D], with CaptureHidden
 	TopK      []*graph.Node // per layer [B, T, min(k, S)] int32, in sparse mode or with CaptureTopK
 	Routes    []*graph.Node // per MoE layer [B, T, K] int32: the experts each token used
+	OwnRoutes []*graph.Node // per MoE layer [B, T, K]: the router's own choice under forced routes, with OwnRoutes
 	Load      []*graph.Node // per MoE layer [E] float32: tokens routed to each expert
 	Balance   []*graph.Node // per MoE layer scalar sequence-wise balance loss, with BalanceLoss
 	Cache     []LayerCache  // updated caches, when a cache was given
@@ -102,6 +106,9 @@ func Forward(scope *gm.Scope, cfg *Config, tokens, pos *graph.Node, cache []Laye
 		if mo != nil {
 			out.Routes = append(out.Routes, mo.ids)
 			out.Load = append(out.Load, mo.load)
+			if mo.own != nil {
+				out.OwnRoutes = append(out.OwnRoutes, mo.own)
+			}
 			if mo.balance != nil {
 				out.Balance = append(out.Balance, mo.balance)
 			}

@@ -20,31 +20,23 @@ import (
 // route picks each token's experts and their gate weights. x [N, D] →
 // ids [N, K] int32, weights [N, K]. forced, when given ([N, K]), replaces the
 // router's choice (routing replay, rl.md §5); the weights still come from the
-// router's scores of those experts.
-func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (ids, weights, sigma *graph.Node) {
+// router's scores of those experts. own is the router's own choice: ids when
+// nothing is forced, and with forced routes only when asked for (to measure
+// how often replay overrides it), else nil.
+func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node, wantOwn bool) (ids, weights, sigma, own *graph.Node) {
 	g := x.Graph()
 	N := x.Shape().Dim(0)
-	E, G, K := cfg.NumRoutedExperts, cfg.NumGroups, cfg.NumExpertsPerTok
+	E, K := cfg.NumRoutedExperts, cfg.NumExpertsPerTok
 	wr := weight(scope, g, x.DType(), nil, "weight", E, cfg.HiddenSize) // [E, D]
 	logits := graph.DotGeneral(graph.ConvertDType(x, dtypes.Float32), []int{1}, nil,
 		graph.ConvertDType(wr, dtypes.Float32), []int{1}, nil) // [N, E], fp32
 	sigma = graph.Sigmoid(logits) // [N, E]
-
+	if forced == nil || wantOwn {
+		own = choose(scope, cfg, sigma)
+	}
+	ids = own
 	if forced != nil {
 		ids = graph.ConvertDType(forced, dtypes.Int32)
-	} else {
-		biasVar := scope.Store().VariableWithShape(gm.JoinPath(scope.Scope(), "e_score_correction_bias"),
-			shapes.Make(dtypes.Float32, E), initializer.Zero)
-		biasVar.SetTrainable(false)                                                               // moved by load balancing, never by gradients (dsa.md §5)
-		choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0))) // [N, E]
-		grouped := graph.Reshape(choice, N, G, E/G)                                               // [N, G, E/G]
-		best2, _ := pairwiseTopK(grouped, 2)
-		top2 := graph.Where(best2, grouped, graph.ZerosLike(grouped))                                // [N, G, E/G]
-		groupScore := graph.ReduceSum(top2, -1)                                                      // [N, G]: sum of the 2 best
-		keep, _ := pairwiseTopK(groupScore, cfg.TopKGroup)                                           // [N, G]
-		keepE := graph.Reshape(graph.BroadcastToDims(graph.Reshape(keep, N, G, 1), N, G, E/G), N, E) // [N, E]
-		masked := graph.Where(keepE, choice, graph.Infinity(g, dtypes.Float32, -1))
-		_, ids = pairwiseTopK(masked, K) // [N, K]
 	}
 	at := graph.Concatenate([]*graph.Node{
 		graph.Iota(g, shapes.Make(dtypes.Int32, N, K, 1), 0), graph.Reshape(ids, N, K, 1)}, -1) // [N, K, 2]
@@ -53,12 +45,35 @@ func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node) (ids, weights, s
 		weights = graph.Div(weights, graph.AddScalar(graph.ReduceAndKeep(weights, graph.ReduceSum, -1), 1e-20))
 	}
 	weights = graph.MulScalar(weights, cfg.RoutedScalingFactor)
-	return ids, graph.ConvertDType(weights, x.DType()), sigma
+	return ids, graph.ConvertDType(weights, x.DType()), sigma, own
+}
+
+// choose is the router's selection from the scores σ [N, E]: the correction
+// bias added for selection only, the best topk_group groups by the sum of
+// their two best experts, then the K best experts in them. → [N, K] int32.
+func choose(scope *gm.Scope, cfg *Config, sigma *graph.Node) *graph.Node {
+	g := sigma.Graph()
+	N := sigma.Shape().Dim(0)
+	E, G, K := cfg.NumRoutedExperts, cfg.NumGroups, cfg.NumExpertsPerTok
+	biasVar := scope.Store().VariableWithShape(gm.JoinPath(scope.Scope(), "e_score_correction_bias"),
+		shapes.Make(dtypes.Float32, E), initializer.Zero)
+	biasVar.SetTrainable(false)                                                               // moved by load balancing, never by gradients (dsa.md §5)
+	choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0))) // [N, E]
+	grouped := graph.Reshape(choice, N, G, E/G)                                               // [N, G, E/G]
+	best2, _ := pairwiseTopK(grouped, 2)
+	top2 := graph.Where(best2, grouped, graph.ZerosLike(grouped))                                // [N, G, E/G]
+	groupScore := graph.ReduceSum(top2, -1)                                                      // [N, G]: sum of the 2 best
+	keep, _ := pairwiseTopK(groupScore, cfg.TopKGroup)                                           // [N, G]
+	keepE := graph.Reshape(graph.BroadcastToDims(graph.Reshape(keep, N, G, 1), N, G, E/G), N, E) // [N, E]
+	masked := graph.Where(keepE, choice, graph.Infinity(g, dtypes.Float32, -1))
+	_, ids := pairwiseTopK(masked, K) // [N, K]
+	return ids
 }
 
 // moeOut is what an MoE layer reports besides its output.
 type moeOut struct {
 	ids     *graph.Node // [B, T, K] routed expert ids
+	own     *graph.Node // [B, T, K] the router's own choice when routes were forced and Options.OwnRoutes asks
 	load    *graph.Node // [E] tokens routed to each expert (weighted by the token mask)
 	balance *graph.Node // scalar sequence-wise balance loss, with Options.BalanceLoss
 }
@@ -73,7 +88,7 @@ func moe(scope *gm.Scope, cfg *Config, x, forced *graph.Node, opts *Options) (*g
 	if forced != nil {
 		forced = graph.Reshape(forced, N, K)
 	}
-	ids, w, sigma := route(scope.At("gate"), cfg, flat, forced) // [N, K], [N, K], [N, E]
+	ids, w, sigma, own := route(scope.At("gate"), cfg, flat, forced, opts.OwnRoutes) // [N, K], [N, K], [N, E]
 
 	g := x.Graph()
 	ex := scope.At("experts")
@@ -108,6 +123,9 @@ func moe(scope *gm.Scope, cfg *Config, x, forced *graph.Node, opts *Options) (*g
 		out = graph.Add(out, swiGLU(scope.At("shared_experts"), flat, cfg.NumSharedExperts*I))
 	}
 	res := moeOut{ids: graph.Reshape(ids, B, T, K)}
+	if forced != nil && own != nil {
+		res.own = graph.Reshape(own, B, T, K)
+	}
 	res.load, res.balance = balance(cfg, ids, sigma, B, T, opts)
 	return graph.Reshape(out, B, T, D), res
 }

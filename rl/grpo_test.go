@@ -89,8 +89,11 @@ func TestGRPORaisesReward(t *testing.T) {
 		return s / float64(len(ms))
 	}
 	first, last := mean(steps[:4]), mean(steps[len(steps)-4:])
-	t.Logf("reward: first 4 steps %.3f, last 4 steps %.3f; step 1 mini-batch 0: ρ mean %.6f, |u−a| %.2g, masked %.2f",
-		first, last, steps[0].RatioMean, steps[0].MismatchAbs, steps[0].Masked)
+	t.Logf("reward: first 4 steps %.3f, last 4 steps %.3f; step 1 mini-batch 0: ρ mean %.6f, |u−a| %.2g, masked %.2f, routing mismatch %.3f",
+		first, last, steps[0].RatioMean, steps[0].MismatchAbs, steps[0].Masked, steps[0].RoutingMismatch)
+	if steps[0].RoutingMismatch != 0 {
+		t.Errorf("step 1, mini-batch 0: the router's own choice differs from the sampler's on %.3f of pairs with unchanged weights", steps[0].RoutingMismatch)
+	}
 	for _, s := range steps {
 		if d := s.RatioMean - 1; d > 1e-3 || d < -1e-3 {
 			t.Errorf("step %d: mean ρ at mini-batch 0 is %.5f: the trainer does not reproduce the sampler", s.Step, s.RatioMean)

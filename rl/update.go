@@ -34,6 +34,7 @@ type UpdateStats struct {
 	Loss, GradNorm                                                float64
 	PGLoss, KL, ClipLow, ClipHigh, Masked                         float64
 	RatioMean, RatioMin, RatioMax, MismatchAbs, Entropy, OPSMStat float64
+	RoutingMismatch                                               float64 // share of (token, MoE layer) pairs where the router's own experts differ from the replayed ones
 }
 
 // NewUpdater compiles the GRPO step for the trainer's model.
@@ -56,7 +57,7 @@ func (u *Updater) graph(scope *gm.Scope, in []*graph.Node) (*graph.Node, []*grap
 	tokens, pos, mask := in[0], in[1], in[2]
 	opts := model.Options{TokenMask: mask}
 	if u.Replay {
-		opts.Routes = in[9 : 9+u.nMoE]
+		opts.Routes, opts.OwnRoutes = in[9:9+u.nMoE], true
 	}
 	out := model.Forward(scope, m.Config, tokens, pos, nil, opts)
 	logits := gatherRows(out.Logits, in[3]) // [B, R, V]
@@ -69,7 +70,33 @@ func (u *Updater) graph(scope *gm.Scope, in []*graph.Node) (*graph.Node, []*grap
 		return x
 	}
 	return loss, []*graph.Node{or0(st.PGLoss), or0(st.KL), st.ClipLow, st.ClipHigh, st.Masked,
-		st.RatioMean, st.RatioMin, st.RatioMax, st.MismatchAbs, st.Entropy, or0(st.OPSMStat)}
+		st.RatioMean, st.RatioMin, st.RatioMax, st.MismatchAbs, st.Entropy, or0(st.OPSMStat),
+		or0(routingMismatch(opts.Routes, out.OwnRoutes, mask))}
+}
+
+// routingMismatch is the share of (real token, MoE layer) pairs where the
+// router's own expert set differs from the replayed one (rl.md §10).
+func routingMismatch(forced, own []*graph.Node, mask *graph.Node) *graph.Node {
+	if len(own) == 0 || len(own) != len(forced) {
+		return nil
+	}
+	g := mask.Graph()
+	m := graph.ConvertDType(mask, dtypes.Float32) // [B, S]
+	var differ *graph.Node
+	for l := range own {
+		a := graph.ConvertDType(own[l], dtypes.Int32)                                                  // [B, S, K]
+		b := graph.ConvertDType(forced[l], dtypes.Int32)                                               // [B, S, K]
+		in := graph.ReduceLogicalOr(graph.Equal(graph.ExpandAxes(a, -1), graph.ExpandAxes(b, -2)), -1) // [B, S, K]: a's id is in b
+		same := graph.ReduceLogicalAnd(in, -1)                                                         // [B, S]
+		d := graph.ReduceAllSum(graph.Mul(graph.ConvertDType(graph.LogicalNot(same), dtypes.Float32), m))
+		if differ == nil {
+			differ = d
+		} else {
+			differ = graph.Add(differ, d)
+		}
+	}
+	total := graph.Max(graph.MulScalar(graph.ReduceAllSum(m), float64(len(own))), graph.Scalar(g, dtypes.Float32, 1))
+	return graph.Div(differ, total)
 }
 
 // gatherRows picks x[b, at[b, r]] for x [B, S, V] and at [B, R] → [B, R, V].
@@ -92,7 +119,7 @@ func (u *Updater) Update(samples []Sample) (UpdateStats, error) {
 	}
 	f := func(i int) float64 { return float64(tensors.MustCopyFlatData[float32](rep[i])[0]) }
 	return UpdateStats{Loss: loss, GradNorm: norm, PGLoss: f(0), KL: f(1), ClipLow: f(2), ClipHigh: f(3), Masked: f(4),
-		RatioMean: f(5), RatioMin: f(6), RatioMax: f(7), MismatchAbs: f(8), Entropy: f(9), OPSMStat: f(10)}, nil
+		RatioMean: f(5), RatioMin: f(6), RatioMax: f(7), MismatchAbs: f(8), Entropy: f(9), OPSMStat: f(10), RoutingMismatch: f(11)}, nil
 }
 
 // pack lays out a mini-batch: every sample's prompt and response (all but
