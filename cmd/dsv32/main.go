@@ -16,22 +16,27 @@ import (
 type cli struct {
 	Verbose bool `short:"v" help:"Log debug messages."`
 
-	Info   infoCmd   `cmd:"" help:"Summarise a model: architecture, parameter counts, cache bytes per token."`
-	Logits logitsCmd `cmd:"" help:"Run one prefill and write logits and top-k selections to a safetensors file."`
-	Bench  benchCmd  `cmd:"" help:"Measure decode and prefill speed; sparse vs dense decode cost."`
-	RL     rlCmd     `cmd:"" name:"rl" help:"GRPO with DeepSeek-V3.2's stabilisers on a task of the ladder."`
-	Agent  agentCmd  `cmd:"" help:"Run the agent (tools, context management) against an OpenAI-compatible endpoint, or replay a trajectory."`
-	Index  indexCmd  `cmd:"" help:"Build the offline search index for the agent's search tool."`
-	Render renderCmd `cmd:"" help:"Print the DeepSeek-V3.2 prompt for a JSON conversation (and its token ids with --tokenizer)."`
-
+	// Use a model.
 	Run   runCmd   `cmd:"" help:"Generate one chat reply to a prompt (or a conversation file), streamed to the terminal."`
 	Chat  chatCmd  `cmd:"" help:"Chat with a model in the terminal (one message per line; /reset, /exit)."`
 	Serve serveCmd `cmd:"" help:"Serve a model over an OpenAI-compatible HTTP API (chat, completions, models, health, metrics)."`
 
-	Tokenize  tokenizeCmd  `cmd:"" help:"Text to token ids (or --ids to text) with a tokenizer.json; --bench measures MB/s."`
-	Tokenizer tokenizerCmd `cmd:"" help:"Tokenizer tools: train a byte-level BPE."`
+	// Make one.
 	Data      dataCmd      `cmd:"" help:"Training data: tokenise text into shards, generate synthetic tasks (long-context retrieval, stories, arithmetic), inspect a dataset."`
+	Tokenizer tokenizerCmd `cmd:"" help:"Tokenizer tools: train a byte-level BPE."`
 	Train     trainCmd     `cmd:"" help:"Train: pretrain, DSA stage 1 (dsa-warmup) and 2 (dsa-sparse), SFT on chat JSONL; checkpoints, metrics, --resume."`
+	RL        rlCmd        `cmd:"" name:"rl" help:"GRPO with DeepSeek-V3.2's stabilisers on a task of the ladder."`
+
+	// Build agents on it.
+	Agent agentCmd `cmd:"" help:"Run the agent (tools, context management) against an OpenAI-compatible endpoint, or replay a trajectory."`
+	Index indexCmd `cmd:"" help:"Build the offline search index for the agent's search tool."`
+
+	// Inspect and measure.
+	Info     infoCmd     `cmd:"" help:"Summarise a model: architecture, parameter counts, cache bytes per token."`
+	Tokenize tokenizeCmd `cmd:"" help:"Text to token ids (or --ids to text) with a tokenizer.json; --bench measures MB/s."`
+	Render   renderCmd   `cmd:"" help:"Print the DeepSeek-V3.2 prompt for a JSON conversation (and its token ids with --tokenizer)."`
+	Logits   logitsCmd   `cmd:"" help:"Run one prefill and write logits and top-k selections to a safetensors file."`
+	Bench    benchCmd    `cmd:"" help:"Measure decode and prefill speed; sparse vs dense decode cost."`
 }
 
 func main() {
