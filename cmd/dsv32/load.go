@@ -10,6 +10,7 @@ import (
 
 	"github.com/dsv32/dsv32/chat"
 	"github.com/dsv32/dsv32/engine"
+	"github.com/dsv32/dsv32/internal/defaultmodel"
 	"github.com/dsv32/dsv32/model"
 	"github.com/dsv32/dsv32/tokenizer"
 	"github.com/gomlx/compute/dtypes"
@@ -17,16 +18,23 @@ import (
 	"golang.org/x/term"
 )
 
-// defaultModel is the model directory used when --model is not given. It
-// returns "" until the embedded default model lands; then it returns the
-// directory that model is unpacked to, and --model becomes optional.
-func defaultModel() string { return "" }
+// defaultModel is the model directory used when --model is not given: the
+// small model embedded in the binary (internal/defaultmodel, card in
+// docs/default-model.md), written once into the user's cache directory.
+func defaultModel() (string, error) {
+	dir, err := defaultmodel.Dir()
+	if err != nil {
+		return "", err
+	}
+	slog.Debug("no --model: using the embedded default model", "dir", dir)
+	return dir, nil
+}
 
 // modelFlags are the flags of the commands that run a model (run, chat,
 // serve), and load is how they all load it.
 type modelFlags struct {
 	backendFlag
-	Model        string `type:"path" placeholder:"DIR" env:"DSV32_MODEL" help:"Model directory: config.json, model.safetensors (or shards) and tokenizer.json."`
+	Model        string `type:"path" placeholder:"DIR" env:"DSV32_MODEL" help:"Model directory: config.json, model.safetensors (or shards) and tokenizer.json (default: the small model embedded in the binary, docs/default-model.md)."`
 	MaxBatch     int    `default:"8" placeholder:"N" help:"Sequences decoded together."`
 	MaxContext   int    `placeholder:"N" help:"Longest prompt + completion in tokens (default: the model's, at most 32768)."`
 	MemoryBudget int64  `placeholder:"BYTES" help:"Bytes the caches may take (default 4 GiB); requests that cannot fit are refused."`
@@ -46,10 +54,10 @@ func (rt *loadedModel) Close() { rt.eng.Close() }
 func (f *modelFlags) load() (*loadedModel, error) {
 	dir := f.Model
 	if dir == "" {
-		dir = defaultModel()
-	}
-	if dir == "" {
-		return nil, fmt.Errorf("no model: give --model DIR (a directory with config.json, model.safetensors and tokenizer.json)")
+		var err error
+		if dir, err = defaultModel(); err != nil {
+			return nil, fmt.Errorf("no --model, and the embedded default model: %w", err)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
