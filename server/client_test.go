@@ -454,7 +454,13 @@ func TestCLI(t *testing.T) {
 	if !strings.Contains(out, "(conversation reset)") || !strings.Contains(out, "commands:") {
 		t.Errorf("chat output: %q", out)
 	}
-	if _, err := exec.Command(bin, "run", "Hello").CombinedOutput(); err == nil {
-		t.Errorf("run without --model succeeded")
+	// Without --model, the model embedded in the binary answers.
+	cmd := exec.Command(bin, "run", "--max-tokens", "8", "Hello")
+	cmd.Env = append(os.Environ(), "GOMLX_NO_AUTO_INSTALL=1", "GOMLX_BACKEND=", "DSV32_MODEL=")
+	if out, err := cmd.Output(); err != nil || len(strings.TrimSpace(string(out))) == 0 {
+		t.Errorf("run with the embedded default model: %v, output %q", err, out)
+	}
+	if _, err := exec.Command(bin, "run", "--model", filepath.Join(t.TempDir(), "missing"), "Hello").CombinedOutput(); err == nil {
+		t.Errorf("run with a missing --model succeeded")
 	}
 }

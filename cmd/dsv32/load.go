@@ -34,7 +34,7 @@ func defaultModel() (string, error) {
 // serve), and load is how they all load it.
 type modelFlags struct {
 	backendFlag
-	Model        string `type:"path" placeholder:"DIR" env:"DSV32_MODEL" help:"Model directory: config.json, model.safetensors (or shards) and tokenizer.json (default: the small model embedded in the binary, docs/default-model.md)."`
+	Model        string `placeholder:"DIR" env:"DSV32_MODEL" help:"Model directory: config.json, model.safetensors (or shards) and tokenizer.json (default: the small model embedded in the binary, docs/default-model.md)."`
 	MaxBatch     int    `default:"8" placeholder:"N" help:"Sequences decoded together."`
 	MaxContext   int    `placeholder:"N" help:"Longest prompt + completion in tokens (default: the model's, at most 32768)."`
 	MemoryBudget int64  `placeholder:"BYTES" help:"Bytes the caches may take (default 4 GiB); requests that cannot fit are refused."`
