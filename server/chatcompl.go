@@ -506,18 +506,25 @@ func (s *Server) chatChunk(resp *ChatResponse, c ChunkChoice) *ChatChunk {
 }
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	data, err := readBody(w, r, s.cfg.MaxBodyBytes)
+	answer(w, r, s.cfg.MaxBodyBytes, DecodeChatRequest, func(q *ChatRequest) bool { return q.Stream }, s.Chat)
+}
+
+// answer decodes a request and runs it, replying with one JSON object, or
+// with an SSE stream of chunks when the request asks for a stream.
+func answer[Q, R, C any](w http.ResponseWriter, r *http.Request, maxBody int64, decode func([]byte) (Q, *Error),
+	stream func(Q) bool, run func(context.Context, Q, func(C) error) (R, *Error)) {
+	data, err := readBody(w, r, maxBody)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	req, err := DecodeChatRequest(data)
+	req, err := decode(data)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if !req.Stream {
-		resp, err := s.Chat(r.Context(), req, nil)
+	if !stream(req) {
+		resp, err := run(r.Context(), req, nil)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -526,6 +533,6 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sse := newSSE(w)
-	_, err = s.Chat(r.Context(), req, func(c *ChatChunk) error { return sse.send(c) })
+	_, err = run(r.Context(), req, func(c C) error { return sse.send(c) })
 	sse.finish(err)
 }

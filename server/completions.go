@@ -203,26 +203,5 @@ func (s *Server) completionLogprob(t engine.Token, offset int) *CompletionLogpro
 }
 
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	data, err := readBody(w, r, s.cfg.MaxBodyBytes)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	req, err := DecodeCompletionRequest(data)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if !req.Stream {
-		resp, err := s.Complete(r.Context(), req, nil)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, resp)
-		return
-	}
-	sse := newSSE(w)
-	_, err = s.Complete(r.Context(), req, func(c *CompletionResponse) error { return sse.send(c) })
-	sse.finish(err)
+	answer(w, r, s.cfg.MaxBodyBytes, DecodeCompletionRequest, func(q *CompletionRequest) bool { return q.Stream }, s.Complete)
 }

@@ -25,22 +25,20 @@ type benchCmd struct {
 	Forward benchForwardCmd `cmd:"" help:"Time one forward pass (no cache), sparse vs dense."`
 }
 
-// presets are the configurations benchmarks run on (random weights).
-var presets = map[string]string{
-	// The issue's ~3.0B configuration, run side by side with transformers.
-	"3b": `{"model_type":"deepseek_v32","vocab_size":129280,"hidden_size":2048,"intermediate_size":5632,
+// preset3B is the issue's ~3.0B configuration, run side by side with transformers.
+const preset3B = `{"model_type":"deepseek_v32","vocab_size":129280,"hidden_size":2048,"intermediate_size":5632,
 	"moe_intermediate_size":1024,"num_hidden_layers":12,"first_k_dense_replace":1,"num_attention_heads":16,
 	"num_key_value_heads":16,"q_lora_rank":768,"kv_lora_rank":256,"qk_nope_head_dim":128,"qk_rope_head_dim":64,
 	"v_head_dim":128,"n_routed_experts":32,"n_shared_experts":1,"num_experts_per_tok":4,"n_group":4,"topk_group":2,
 	"routed_scaling_factor":2.5,"index_n_heads":16,"index_head_dim":128,"index_topk":2048,
-	"max_position_embeddings":163840,"rope_theta":10000,"rms_norm_eps":1e-6,"bos_token_id":0,"eos_token_id":1}`,
-	// About 1.3B: the 3b shape with 8 routed experts (top-2 of 4 groups, 2 kept).
-	"1b": `{"model_type":"deepseek_v32","vocab_size":129280,"hidden_size":2048,"intermediate_size":5632,
-	"moe_intermediate_size":1024,"num_hidden_layers":12,"first_k_dense_replace":1,"num_attention_heads":16,
-	"num_key_value_heads":16,"q_lora_rank":768,"kv_lora_rank":256,"qk_nope_head_dim":128,"qk_rope_head_dim":64,
-	"v_head_dim":128,"n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"n_group":4,"topk_group":2,
-	"routed_scaling_factor":2.5,"index_n_heads":16,"index_head_dim":128,"index_topk":2048,
-	"max_position_embeddings":163840,"rope_theta":10000,"rms_norm_eps":1e-6,"bos_token_id":0,"eos_token_id":1}`,
+	"max_position_embeddings":163840,"rope_theta":10000,"rms_norm_eps":1e-6,"bos_token_id":0,"eos_token_id":1}`
+
+// presets are the configurations benchmarks run on (random weights).
+var presets = map[string]string{
+	"3b": preset3B,
+	// About 1.3B: the same shape with 8 routed experts, top-2.
+	"1b": strings.NewReplacer(`"n_routed_experts":32`, `"n_routed_experts":8`,
+		`"num_experts_per_tok":4`, `"num_experts_per_tok":2`).Replace(preset3B),
 	// A small model for CPU curves: attention dominates, as at scale.
 	"small": `{"model_type":"deepseek_v32","vocab_size":1024,"hidden_size":256,"intermediate_size":512,
 	"moe_intermediate_size":128,"num_hidden_layers":2,"first_k_dense_replace":1,"num_attention_heads":16,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dsv32/dsv32/checkpoint"
 	"github.com/dsv32/dsv32/internal/testutil"
+	"github.com/dsv32/dsv32/model"
 )
 
 // captureStdout runs f and returns what it printed.
@@ -98,5 +99,19 @@ func TestLogitsCommand(t *testing.T) {
 	}
 	if err := runCLI(t, "logits", "--model", testutil.Testdata("tiny-dsa"), "--ids", "1,999", "--out", out); err == nil {
 		t.Error("a token outside the vocabulary was accepted")
+	}
+}
+
+// The benchmark presets parse, and the derived 1b really has 8 experts.
+func TestBenchPresets(t *testing.T) {
+	want := map[string]int64{"3b": 2_989_098_336, "1b": 1_327_613_016}
+	for name, src := range presets {
+		cfg, err := model.ParseConfig([]byte(src))
+		if err != nil {
+			t.Fatalf("preset %s: %v", name, err)
+		}
+		if n, ok := want[name]; ok && cfg.Count().Total != n {
+			t.Errorf("preset %s: %d parameters, want %d", name, cfg.Count().Total, n)
+		}
 	}
 }
