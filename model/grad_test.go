@@ -173,3 +173,34 @@ func TestIndexerKLMatchesReference(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexerKLIgnoresPadding: with a token mask, padding queries add
+// nothing to the indexer's KL (SFT rows are padded).
+func TestIndexerKLIgnoresPadding(t *testing.T) {
+	f := loadFixture(t, "tiny-dsa", 40)
+	T := len(f.ids)
+	exec, err := gm.NewExec(testutil.Backend(t), f.m.Store, func(scope *gm.Scope, tokens, pos, mask *graph.Node) []*graph.Node {
+		full := model.Forward(scope, f.m.Config, tokens, pos, nil, model.Options{Dense: true, IndexerLoss: model.WarmupIndexerLoss})
+		half := model.Forward(scope, f.m.Config, tokens, pos, nil, model.Options{Dense: true, IndexerLoss: model.WarmupIndexerLoss, TokenMask: mask})
+		short := model.Forward(scope, f.m.Config, graph.Slice(tokens, graph.AxisRange(), graph.AxisRange(0, T/2)),
+			graph.Slice(pos, graph.AxisRange(), graph.AxisRange(0, T/2)), nil, model.Options{Dense: true, IndexerLoss: model.WarmupIndexerLoss})
+		return []*graph.Node{full.IndexerKL[0], half.IndexerKL[0], short.IndexerKL[0]}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Finalize()
+	mask := make([]float32, T)
+	for i := range T / 2 {
+		mask[i] = 1
+	}
+	outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(f.ids, 1, T), tensors.FromFlatDataAndDimensions(span(0, T), 1, T),
+		tensors.FromFlatDataAndDimensions(mask, 1, T))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, half, short := outs[0].Value().(float32), outs[1].Value().(float32), outs[2].Value().(float32)
+	if d := half - short; d > 1e-5 || d < -1e-5 || full <= half {
+		t.Errorf("KL with the second half masked %.6f, of the first half alone %.6f, of all %.6f", half, short, full)
+	}
+}

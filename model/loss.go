@@ -32,7 +32,9 @@ func targetsShape(dims []int) shapes.Shape { return shapes.Make(dtypes.Int32, di
 // is the main attention probs [B, H, T, S] averaged over heads (= summed and
 // L1-normalised), a constant target; scores [B, T, S] are the indexer's
 // (dsa.md §9). Gradient to the scores: q − p on the key set.
-func indexerKL(probs, scores, keySet *graph.Node) *graph.Node {
+//
+// queries (optional, [B, T], 1 = real token) leaves padding queries out.
+func indexerKL(probs, scores, keySet, queries *graph.Node) *graph.Node {
 	g := scores.Graph()
 	p := graph.StopGradient(graph.ReduceMean(graph.ConvertDType(probs, dtypes.Float32), 1)) // [B, T, S]
 	p = graph.Where(keySet, p, graph.ZerosLike(p))
@@ -41,6 +43,9 @@ func indexerKL(probs, scores, keySet *graph.Node) *graph.Node {
 	logQ := graph.LogSoftmax(graph.Where(keySet, scores, low), -1) // [B, T, S]
 	pos := graph.LogicalAnd(keySet, graph.GreaterThan(p, graph.ScalarZero(g, dtypes.Float32)))
 	safeP := graph.Where(pos, p, graph.OnesLike(p))
-	terms := graph.Where(pos, graph.Mul(p, graph.Sub(graph.Log(safeP), logQ)), graph.ZerosLike(p))
+	terms := graph.Where(pos, graph.Mul(p, graph.Sub(graph.Log(safeP), logQ)), graph.ZerosLike(p)) // [B, T, S]
+	if queries != nil {
+		terms = graph.Mul(terms, graph.ExpandAxes(graph.ConvertDType(queries, dtypes.Float32), -1))
+	}
 	return graph.ReduceAllSum(terms)
 }

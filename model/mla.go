@@ -107,7 +107,7 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 		if opts.IndexerLoss == SparseIndexerLoss {
 			keySet = mask
 		}
-		res.indexerKL = indexerKL(probs, idxScores, keySet)
+		res.indexerKL = indexerKL(probs, idxScores, keySet, opts.TokenMask)
 	}
 	return out, res
 }
