@@ -106,3 +106,50 @@ func TestGRPORaisesReward(t *testing.T) {
 		t.Error("no held-out evaluation in the metrics")
 	}
 }
+
+// TestGRPOKLPenalty: with β > 0 the policy is measured against a frozen copy
+// of its initial weights: the KL is exactly 0 before the first update and
+// positive once the policy has moved.
+func TestGRPOKLPenalty(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	m := tiny(t)
+	text := strings.Repeat("reverse 12345 -> 54321\ncopy 777 -> 777\n", 40)
+	tok, err := tokenizer.Train(slices.Values([]string{text}), 290, tokenizer.TrainOptions{SpecialTokens: tokenizer.DeepSeekSpecialTokens()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := testutil.Backend(t)
+	tc := train.DefaultConfig(train.SFT)
+	tc.Steps, tc.LR, tc.MinLR, tc.Warmup, tc.Decay, tc.Batch, tc.SeqLen = 10, 3e-3, 3e-3, 0, 0, 8, 64
+	tr, err := train.New(backend, m, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Finalize()
+	loss := rl.DefaultLoss()
+	loss.Beta = 0.05
+	upd, err := rl.NewUpdater(backend, tr, loss, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(m, backend, engine.Config{MaxBatch: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	task, _ := env.Lookup("copy:min=3,max=4")
+	steps, err := rl.Run(context.Background(), eng, upd, tok, rl.Config{Steps: 4, PromptsPerStep: 2, MiniBatches: 1, Task: task, Seed: 5, EvalN: 2,
+		Rollout: rl.RolloutConfig{G: 4, Raw: true, Reward: digits{}, Params: engine.SampleParams{Temperature: 1, TopK: 64, MaxTokens: 6}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("KL per step: %.3g %.3g %.3g %.3g", steps[0].KL, steps[1].KL, steps[2].KL, steps[3].KL)
+	if k := steps[0].KL; k > 1e-6 || k < -1e-6 {
+		t.Errorf("KL before any update is %.3g, want 0", k)
+	}
+	if steps[3].KL <= 0 {
+		t.Errorf("KL after three updates is %.3g, want > 0", steps[3].KL)
+	}
+}

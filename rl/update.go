@@ -40,6 +40,11 @@ type UpdateStats struct {
 // NewUpdater compiles the GRPO step for the trainer's model.
 func NewUpdater(backend compute.Backend, tr *train.Trainer, loss LossConfig, temp float64) (*Updater, error) {
 	u := &Updater{Trainer: tr, Loss: loss, Temp: temp, Replay: true, KeepMask: true, nMoE: tr.Model().Config.NumMoELayers()}
+	if loss.Beta != 0 {
+		if err := freezeReference(tr.Model()); err != nil {
+			return nil, err
+		}
+	}
 	step, err := tr.Custom(u.graph)
 	if err != nil {
 		return nil, err
@@ -61,7 +66,15 @@ func (u *Updater) graph(scope *gm.Scope, in []*graph.Node) (*graph.Node, []*grap
 	}
 	out := model.Forward(scope, m.Config, tokens, pos, nil, opts)
 	logits := gatherRows(out.Logits, in[3]) // [B, R, V]
-	loss, st := Loss(Batch{Logits: logits, Targets: in[4], Kept: in[5], OldLogp: in[6], Adv: in[7], Mask: in[8], Temp: u.Temp}, u.Loss)
+	batch := Batch{Logits: logits, Targets: in[4], Kept: in[5], OldLogp: in[6], Adv: in[7], Mask: in[8], Temp: u.Temp}
+	if u.Loss.Beta != 0 {
+		// π_ref: the frozen initial policy, routing itself (rl.md §5), over the
+		// same kept sets (rl.md §12's default).
+		ref := model.Forward(scope.At(refScope), m.Config, tokens, pos, nil, model.Options{TokenMask: mask})
+		b, _ := KeptLogprobs(gatherRows(ref.Logits, in[3]), in[4], in[5], u.Temp)
+		batch.RefLogp = graph.StopGradient(b)
+	}
+	loss, st := Loss(batch, u.Loss)
 	zero := graph.ScalarZero(loss.Graph(), loss.DType())
 	or0 := func(x *graph.Node) *graph.Node {
 		if x == nil {
@@ -206,4 +219,32 @@ func idsOf(ts []engine.Token) []int32 {
 		out[i] = t.ID
 	}
 	return out
+}
+
+// refScope holds the frozen reference policy's weights in the model's store.
+const refScope = "ref"
+
+// freezeReference copies the policy's current weights under /ref, not
+// trainable: the frozen initial policy the KL penalty measures against.
+func freezeReference(m *model.Model) error {
+	for _, v := range m.Config.Vars(false) {
+		src := m.Store.GetVariable(v.Path)
+		if src == nil {
+			return fmt.Errorf("rl: reference policy: no weight %s", v.Path)
+		}
+		val, err := src.Value()
+		if err != nil {
+			return fmt.Errorf("rl: reference policy: %w", err)
+		}
+		clone, err := val.LocalClone()
+		if err != nil {
+			return fmt.Errorf("rl: reference policy: %w", err)
+		}
+		dst, err := m.Store.CreateVariable("/"+refScope+v.Path, clone)
+		if err != nil {
+			return fmt.Errorf("rl: reference policy: %w", err)
+		}
+		dst.SetTrainable(false)
+	}
+	return nil
 }

@@ -38,7 +38,8 @@ type rlCmd struct {
 	Raw         bool    `help:"Prompt with the task text alone (no chat format), for tiny ladder models."`
 	Thinking    bool    `help:"Open <think> in the prompt."`
 	Eps         float64 `default:"0.2" help:"Clip ε of the token ratio."`
-	Beta        float64 `default:"0" help:"KL weight (needs a reference policy: not yet supported above 0)."`
+	Beta        float64 `default:"0" help:"KL weight against the frozen initial policy (0 for verifier tasks, rl.md §12)."`
+	PlainKL     bool    `name:"plain-kl" help:"Plain k3 instead of V3.2's unbiased ρ·k3 (an ablation)."`
 	Delta       float64 `default:"0.5" help:"OPSM threshold δ."`
 	NoOPSM      bool    `name:"no-opsm" help:"Turn off off-policy sequence masking."`
 	NoReplay    bool    `name:"no-keep-routing" help:"Turn off routing replay (the trainer routes freely)."`
@@ -51,8 +52,8 @@ type rlCmd struct {
 }
 
 func (c *rlCmd) Run() error {
-	if c.Beta != 0 {
-		return fmt.Errorf("--beta %g: a KL penalty needs a frozen reference policy, which dsv32 rl does not load yet; use 0 (rl.md §12's default for verifier tasks)", c.Beta)
+	if c.Beta < 0 {
+		return fmt.Errorf("--beta %g: must not be negative", c.Beta)
 	}
 	task, err := env.Lookup(c.Task)
 	if err != nil {
@@ -81,7 +82,7 @@ func (c *rlCmd) Run() error {
 		return err
 	}
 	defer tr.Finalize()
-	loss := rl.LossConfig{Eps: c.Eps, Beta: c.Beta, UnbiasedKL: true, OPSM: !c.NoOPSM, Delta: c.Delta, TokenMean: c.TokenMean}
+	loss := rl.LossConfig{Eps: c.Eps, Beta: c.Beta, UnbiasedKL: !c.PlainKL, OPSM: !c.NoOPSM, Delta: c.Delta, TokenMean: c.TokenMean}
 	upd, err := rl.NewUpdater(backend, tr, loss, c.Temperature)
 	if err != nil {
 		return err
