@@ -97,7 +97,8 @@ func (f *modelFlags) load() (*loadedModel, error) {
 		return nil, fmt.Errorf("model %s: tokenizer.json has %d ids, config.json's vocab_size is %d", dir, tok.VocabSize(), m.Config.VocabSize)
 	}
 	step(3)
-	eng, err := engine.New(m, backend, engine.Config{MaxBatch: f.MaxBatch, MaxContext: f.MaxContext, MemoryBudget: f.MemoryBudget})
+	eng, err := engine.New(m, backend, engine.Config{MaxBatch: f.MaxBatch, MaxContext: f.MaxContext, MemoryBudget: f.MemoryBudget,
+		NativeTopK: native(backend)})
 	if err != nil {
 		return nil, err
 	}
