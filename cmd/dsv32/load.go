@@ -38,6 +38,7 @@ type modelFlags struct {
 	MaxBatch     int    `default:"8" placeholder:"N" help:"Sequences decoded together."`
 	MaxContext   int    `placeholder:"N" help:"Longest prompt + completion in tokens (default: the model's, at most 32768)."`
 	MemoryBudget int64  `placeholder:"BYTES" help:"Bytes the caches may take (default 4 GiB); requests that cannot fit are refused."`
+	DType        string `name:"dtype" default:"f32" enum:"f32,bf16" help:"Weight and activation dtype: f32, or bf16 (half the memory; the choice for GPUs)."`
 }
 
 // loadedModel is a loaded model, ready to generate.
@@ -84,7 +85,11 @@ func (f *modelFlags) load() (*loadedModel, error) {
 		return nil, err
 	}
 	step(1)
-	m, err := model.Load(dir, dtypes.Float32)
+	dt := dtypes.Float32
+	if f.DType == "bf16" {
+		dt = dtypes.BFloat16
+	}
+	m, err := model.Load(dir, dt)
 	if err != nil {
 		return nil, err
 	}
