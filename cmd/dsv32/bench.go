@@ -3,8 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/dsv32/dsv32/internal/atomicfile"
+	"github.com/gomlx/compute"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 
@@ -55,6 +56,16 @@ type benchModel struct {
 	Config string `help:"A config.json to benchmark instead of a preset."`
 	DType  string `name:"dtype" default:"bf16" enum:"bf16,f32" help:"Weight dtype."`
 	Seed   uint64 `default:"1" help:"Seed of the random weights."`
+}
+
+// setup opens the backend and draws the model.
+func (b *benchModel) setup() (compute.Backend, *model.Model, error) {
+	backend, err := b.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := b.load()
+	return backend, m, err
 }
 
 func (b *benchModel) load() (*model.Model, error) {
@@ -112,11 +123,7 @@ type prefillPoint struct {
 }
 
 func (c *benchDecodeCmd) Run() error {
-	backend, err := c.open()
-	if err != nil {
-		return err
-	}
-	m, err := c.load()
+	backend, m, err := c.setup()
 	if err != nil {
 		return err
 	}
@@ -172,11 +179,7 @@ type benchSparseCmd struct {
 }
 
 func (c *benchSparseCmd) Run() error {
-	backend, err := c.open()
-	if err != nil {
-		return err
-	}
-	m, err := c.load()
+	backend, m, err := c.setup()
 	if err != nil {
 		return err
 	}
@@ -235,11 +238,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data)
 }
 
 type benchForwardCmd struct {
@@ -248,11 +247,7 @@ type benchForwardCmd struct {
 }
 
 func (c *benchForwardCmd) Run() error {
-	backend, err := c.open()
-	if err != nil {
-		return err
-	}
-	m, err := c.load()
+	backend, m, err := c.setup()
 	if err != nil {
 		return err
 	}

@@ -27,20 +27,9 @@ type chatCmd struct {
 const noTools = "error: no tool runs in dsv32 chat; answer without it"
 
 func (c *chatCmd) Run() error {
-	var start []chat.Message
-	if c.System != "" {
-		start = append(start, chat.Message{Role: chat.RoleSystem, Content: c.System})
-	}
-	if c.Messages != "" {
-		data, err := os.ReadFile(c.Messages)
-		if err != nil {
-			return err
-		}
-		conv, err := conversation(data)
-		if err != nil {
-			return fmt.Errorf("chat: %s: %w", c.Messages, err)
-		}
-		start = append(start, conv...)
+	start, err := opening(c.System, c.Messages)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
 	}
 	rt, err := c.load()
 	if err != nil {

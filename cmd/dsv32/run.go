@@ -43,21 +43,31 @@ func (f samplingFlags) request(messages []chat.Message) *server.ChatRequest {
 // localModel is the model name run and chat use with their in-process server.
 const localModel = "local"
 
-func (c *runCmd) Run() error {
+// opening is the conversation run and chat start from: a system message,
+// then the messages of a conversation file.
+func opening(system, file string) ([]chat.Message, error) {
 	var messages []chat.Message
-	if c.System != "" {
-		messages = append(messages, chat.Message{Role: chat.RoleSystem, Content: c.System})
+	if system != "" {
+		messages = append(messages, chat.Message{Role: chat.RoleSystem, Content: system})
 	}
-	if c.Messages != "" {
-		data, err := os.ReadFile(c.Messages)
-		if err != nil {
-			return err
-		}
-		conv, err := conversation(data)
-		if err != nil {
-			return fmt.Errorf("run: %s: %w", c.Messages, err)
-		}
-		messages = append(messages, conv...)
+	if file == "" {
+		return messages, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	conv, err := conversation(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return append(messages, conv...), nil
+}
+
+func (c *runCmd) Run() error {
+	messages, err := opening(c.System, c.Messages)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
 	}
 	if c.Prompt != "" {
 		messages = append(messages, chat.Message{Role: chat.RoleUser, Content: c.Prompt})
