@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
@@ -57,11 +58,11 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 	keysC, keysPE, keysIdx := cKV, kPE, kIdx
 	var keyPos *graph.Node // [B or 1, S]
 	if cache != nil {
-		at := writeCoords(pos) // [B, T, 2]
-		keysC = graph.ScatterUpdate(cache.Latent, at, cKV, false, true)
-		keysPE = graph.ScatterUpdate(cache.RopeKey, at, kPE, false, true)
+		w := newCacheWriter(pos)
+		keysC = w.write(cache.Latent, cKV)
+		keysPE = w.write(cache.RopeKey, kPE)
 		if kIdx != nil {
-			keysIdx = graph.ScatterUpdate(cache.IndexKey, at, kIdx, false, true)
+			keysIdx = w.write(cache.IndexKey, kIdx)
 		}
 		res.cache = &LayerCache{Latent: keysC, RopeKey: keysPE, IndexKey: keysIdx}
 		keyPos = graph.Iota(g, shapes.Make(dtypes.Int32, 1, keysC.Shape().Dim(1)), 1)
@@ -96,7 +97,7 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 		o, probs = attendExpanded(kvb, cfg, qNope, qPE, keysC, keysPE, mask, scale)
 	case sparse && selected != nil && opts.IndexerLoss == NoIndexerLoss:
 		// With a cache, read only the k' selected latents per query: O(T·k), not O(T·S).
-		o = attendGathered(kvb, cfg, qNope, qPE, keysC, keysPE, allowed, res.topK, scale)
+		o = attendGathered(kvb, cfg, qNope, qPE, keysC, keysPE, pickedAllowed(allowed, pos, res.topK, opts.Segments), res.topK, scale)
 	default:
 		o, probs = attendAbsorbed(kvb, cfg, qNope, qPE, keysC, keysPE, mask, scale)
 	}
@@ -117,6 +118,92 @@ func writeCoords(pos *graph.Node) *graph.Node {
 	dims := pos.Shape().Dimensions
 	b := graph.Iota(pos.Graph(), shapes.Make(dtypes.Int32, dims[0], dims[1], 1), 0)
 	return graph.Concatenate([]*graph.Node{b, graph.ExpandAxes(graph.ConvertDType(pos, dtypes.Int32), -1)}, -1)
+}
+
+// slotWrite is how cache slots are overwritten. graph.ScatterUpdate costs two
+// scatters plus a mask and a select over the whole cache per write; these
+// touch only the written slots, so the write stays in place in a donated
+// buffer and its cost does not grow with the capacity.
+type slotWrite int
+
+const (
+	// writeSlice: one DynamicUpdateSlice (one slot: decode at batch 1).
+	writeSlice slotWrite = iota
+	// writeBits: scatter-add new−old on the integer view of the bits, with
+	// wrap-around: exactly new, in one scatter. For backends whose Bitcast is
+	// free (XLA).
+	writeBits
+	// writeZeroAdd: scatter-add −old, then new: exactly new for finite old
+	// values (−0 becomes +0). For the Go backend, which has no
+	// DynamicUpdateSlice and whose Bitcast between float and int copies.
+	writeZeroAdd
+)
+
+// cacheWriter writes the new tokens' rows into caches [B, C, W] at slots
+// pos [B, T] (distinct within a row).
+type cacheWriter struct {
+	mode slotWrite
+	at   *graph.Node   // [B, T, 2] slots, for the scatter modes
+	dus  []*graph.Node // start indices, for writeSlice
+}
+
+func newCacheWriter(pos *graph.Node) *cacheWriter {
+	g := pos.Graph()
+	dims := pos.Shape().Dimensions
+	hasDUS := g.Backend().Capabilities().Operations[compute.OpTypeDynamicUpdateSlice]
+	switch {
+	case hasDUS && dims[0]*dims[1] == 1:
+		zero := graph.ScalarZero(g, dtypes.Int32)
+		p := graph.Reshape(graph.ConvertDType(pos, dtypes.Int32))
+		return &cacheWriter{mode: writeSlice, dus: []*graph.Node{zero, p, zero}}
+	case hasDUS:
+		return &cacheWriter{mode: writeBits, at: writeCoords(pos)}
+	default:
+		return &cacheWriter{mode: writeZeroAdd, at: writeCoords(pos)}
+	}
+}
+
+// write returns cache with upd [B, T, W] written at the writer's slots.
+func (w *cacheWriter) write(cache, upd *graph.Node) *graph.Node {
+	if w.mode == writeSlice {
+		return graph.DynamicUpdateSlice(cache, upd, w.dus)
+	}
+	return overwrite(cache, w.at, upd, nil, w.mode)
+}
+
+// overwrite is ScatterUpdate(operand, at, upd) for unique indices at, by
+// writeBits or writeZeroAdd; it reads only the slots it writes. old, when
+// given, is Gather(operand, at), already at hand.
+func overwrite(operand, at, upd, old *graph.Node, mode slotWrite) *graph.Node {
+	if mode == writeBits {
+		var it dtypes.DType
+		switch operand.DType().Size() {
+		case 2:
+			it = dtypes.Int16
+		case 4:
+			it = dtypes.Int32
+		case 8:
+			it = dtypes.Int64
+		default:
+			mode = writeZeroAdd
+		}
+		if mode == writeBits {
+			bits := graph.Bitcast(operand, it)
+			var oldBits *graph.Node
+			if old != nil {
+				oldBits = graph.Bitcast(old, it)
+			} else {
+				oldBits = graph.Gather(bits, at)
+			}
+			delta := graph.Sub(graph.Bitcast(upd, it), oldBits)
+			return graph.Bitcast(graph.ScatterSum(bits, at, delta, false, true), operand.DType())
+		}
+	}
+	if old == nil {
+		old = graph.Gather(operand, at)
+	}
+	cleared := graph.ScatterSum(operand, at, graph.Neg(old), false, true)
+	return graph.ScatterSum(cleared, at, upd, false, true)
 }
 
 // causalMask is keyPos[b,s] ≤ pos[b,t] (and the same segment, when segments
@@ -185,20 +272,27 @@ func attendAbsorbed(kvb *graph.Node, cfg *Config, qNope, qPE, keysC, keysPE, mas
 	return graph.Einsum("bthc,hvc->bthv", oLat, wUV), p   // [B, T, H, d_v]
 }
 
-// attendGathered is DSA's O(k) decode: only the k' selected latents are read.
-// idx [B, T, k'] are the indexer's picks; allowed [B, T, S] the causal mask.
-// Returns o [B, T, H, d_v].
-func attendGathered(kvb *graph.Node, cfg *Config, qNope, qPE, keysC, keysPE, allowed, idx *graph.Node, scale float64) *graph.Node {
+// pickedAllowed is allowed [B, T, S] at the picked keys idx [B, T, k'] of a
+// cache (key s at position s): [B, T, k']. Without segments that is
+// idx ≤ pos, computed directly rather than gathered.
+func pickedAllowed(allowed, pos, idx, segments *graph.Node) *graph.Node {
+	if segments == nil {
+		return graph.LessOrEqual(idx, graph.ExpandAxes(graph.ConvertDType(pos, dtypes.Int32), -1))
+	}
 	g := idx.Graph()
 	dims := idx.Shape().Dimensions
 	B, T, K := dims[0], dims[1], dims[2]
 	full := shapes.Make(dtypes.Int32, B, T, K, 1)
-	bi := graph.Iota(g, full, 0)
-	at := graph.Concatenate([]*graph.Node{bi, graph.Reshape(idx, B, T, K, 1)}, -1) // [B, T, k', 2]
-	selC := graph.Gather(keysC, at)                                                // [B, T, k', r_kv]
-	selPE := graph.Gather(keysPE, at)                                              // [B, T, k', d_r]
-	ti := graph.Iota(g, full, 1)
-	ok := graph.Gather(allowed, graph.Concatenate([]*graph.Node{bi, ti, graph.Reshape(idx, B, T, K, 1)}, -1)) // [B, T, k']
+	return graph.Gather(allowed, graph.Concatenate([]*graph.Node{
+		graph.Iota(g, full, 0), graph.Iota(g, full, 1), graph.Reshape(idx, B, T, K, 1)}, -1))
+}
+
+// attendGathered is DSA's O(k) decode: only the k' selected latents are read.
+// idx [B, T, k'] are the indexer's picks; ok [B, T, k'] whether each is causal.
+// Returns o [B, T, H, d_v].
+func attendGathered(kvb *graph.Node, cfg *Config, qNope, qPE, keysC, keysPE, ok, idx *graph.Node, scale float64) *graph.Node {
+	selC := gatherKeys(keysC, idx)   // [B, T, k', r_kv]
+	selPE := gatherKeys(keysPE, idx) // [B, T, k', d_r]
 
 	wUK, wUV := absorbedWeights(kvb, cfg)
 	qHat := graph.Einsum("bthn,hnc->bthc", qNope, wUK) // [B, T, H, r_kv]
@@ -209,6 +303,20 @@ func attendGathered(kvb *graph.Node, cfg *Config, qNope, qPE, keysC, keysPE, all
 	p := maskedSoftmax(scores, graph.ExpandAxes(ok, 2)) // [B, T, H, k']
 	oLat := graph.Einsum("bthk,btkc->bthc", p, selC)    // [B, T, H, r_kv]
 	return graph.Einsum("bthc,hvc->bthv", oLat, wUV)    // [B, T, H, d_v]
+}
+
+// gatherKeys returns keys [B, S, W] at idx [B, T, k']: [B, T, k', W]. The
+// keys are read as one [B·S, W] table at b·S + idx, so the indices need no
+// concatenated batch coordinate (at batch 1 they are idx itself).
+func gatherKeys(keys, idx *graph.Node) *graph.Node {
+	kd, dims := keys.Shape().Dimensions, idx.Shape().Dimensions
+	B, S, W := kd[0], kd[1], kd[2]
+	flat := idx
+	if B > 1 {
+		base := graph.Iota(idx.Graph(), shapes.Make(dtypes.Int32, dims...), 0)
+		flat = graph.Add(idx, graph.MulScalar(base, float64(S)))
+	}
+	return graph.Gather(graph.Reshape(keys, B*S, W), graph.ExpandAxes(flat, -1))
 }
 
 // lowest is the dtype's most negative finite value, transformers' mask value.

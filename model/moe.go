@@ -31,16 +31,19 @@ func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node, wantOwn bool) (i
 	logits := graph.DotGeneral(graph.ConvertDType(x, dtypes.Float32), []int{1}, nil,
 		graph.ConvertDType(wr, dtypes.Float32), []int{1}, nil) // [N, E], fp32
 	sigma = graph.Sigmoid(logits) // [N, E]
-	if forced == nil || wantOwn {
-		own = choose(scope, cfg, sigma)
-	}
-	ids = own
-	if forced != nil {
+	if forced == nil {
+		// The router's own choice and the unbiased σ of the chosen experts.
+		ids, weights = choose(scope, cfg, sigma, true) // [N, K], [N, K]
+		own = ids
+	} else {
+		if wantOwn {
+			own, _ = choose(scope, cfg, sigma, false)
+		}
 		ids = graph.ConvertDType(forced, dtypes.Int32)
+		at := graph.Concatenate([]*graph.Node{
+			graph.Iota(g, shapes.Make(dtypes.Int32, N, K, 1), 0), graph.Reshape(ids, N, K, 1)}, -1) // [N, K, 2]
+		weights = graph.Gather(sigma, at) // [N, K]: the unbiased σ of the chosen experts
 	}
-	at := graph.Concatenate([]*graph.Node{
-		graph.Iota(g, shapes.Make(dtypes.Int32, N, K, 1), 0), graph.Reshape(ids, N, K, 1)}, -1) // [N, K, 2]
-	weights = graph.Gather(sigma, at) // [N, K]: the unbiased σ of the chosen experts
 	if cfg.NormTopKProb {
 		weights = graph.Div(weights, graph.AddScalar(graph.ReduceAndKeep(weights, graph.ReduceSum, -1), 1e-20))
 	}
@@ -50,24 +53,52 @@ func route(scope *gm.Scope, cfg *Config, x, forced *graph.Node, wantOwn bool) (i
 
 // choose is the router's selection from the scores σ [N, E]: the correction
 // bias added for selection only, the best topk_group groups by the sum of
-// their two best experts, then the K best experts in them. → [N, K] int32.
-func choose(scope *gm.Scope, cfg *Config, sigma *graph.Node) *graph.Node {
+// their two best experts, then the K best experts in them. → ids [N, K]
+// int32 in rank order and, with wantScores, σ of those experts [N, K]
+// (picked in the same reduction as the ids, no gather).
+func choose(scope *gm.Scope, cfg *Config, sigma *graph.Node, wantScores bool) (ids, scores *graph.Node) {
 	g := sigma.Graph()
 	N := sigma.Shape().Dim(0)
 	E, G, K := cfg.NumRoutedExperts, cfg.NumGroups, cfg.NumExpertsPerTok
 	biasVar := scope.Store().VariableWithShape(gm.JoinPath(scope.Scope(), "e_score_correction_bias"),
 		shapes.Make(dtypes.Float32, E), initializer.Zero)
-	biasVar.SetTrainable(false)                                                               // moved by load balancing, never by gradients (dsa.md §5)
-	choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0))) // [N, E]
-	grouped := graph.Reshape(choice, N, G, E/G)                                               // [N, G, E/G]
-	best2, _ := pairwiseTopK(grouped, 2)
-	top2 := graph.Where(best2, grouped, graph.ZerosLike(grouped))                                // [N, G, E/G]
-	groupScore := graph.ReduceSum(top2, -1)                                                      // [N, G]: sum of the 2 best
+	biasVar.SetTrainable(false)                                                                  // moved by load balancing, never by gradients (dsa.md §5)
+	choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0)))    // [N, E]
+	grouped := graph.Reshape(choice, N, G, E/G)                                                  // [N, G, E/G]
+	groupScore := topTwoSum(grouped)                                                             // [N, G]
 	keep, _ := pairwiseTopK(groupScore, cfg.TopKGroup)                                           // [N, G]
 	keepE := graph.Reshape(graph.BroadcastToDims(graph.Reshape(keep, N, G, 1), N, G, E/G), N, E) // [N, E]
 	masked := graph.Where(keepE, choice, graph.Infinity(g, dtypes.Float32, -1))
-	_, ids := pairwiseTopK(masked, K) // [N, K]
-	return ids
+	if !wantScores {
+		_, ids = pairwiseTopK(masked, K) // [N, K]
+		return ids, nil
+	}
+	// Expert id and σ of each rank slot in one masked sum (exactly one hit per slot).
+	hit := graph.ExpandAxes(rankSlots(pairwiseRank(masked), K), -1) // [N, E, K, 1]
+	e := graph.Iota(g, shapes.Make(dtypes.Float32, N, E, 1), 1)
+	vals := graph.ExpandAxes(graph.Concatenate([]*graph.Node{e, graph.ExpandAxes(sigma, -1)}, -1), 2) // [N, E, 1, 2]
+	vals = graph.BroadcastToDims(vals, N, E, K, 2)
+	picked := graph.ReduceSum(graph.Where(graph.BroadcastToDims(hit, N, E, K, 2), vals, graph.ZerosLike(vals)), 1) // [N, K, 2]
+	ids = graph.ConvertDType(graph.Squeeze(graph.SliceAxis(picked, -1, graph.AxisElem(0)), -1), dtypes.Int32)
+	return ids, graph.Squeeze(graph.SliceAxis(picked, -1, graph.AxisElem(1)), -1)
+}
+
+// topTwoSum is the sum of the two largest entries of the last axis of x
+// [..., n] (n ≥ 2), as the largest sum over pairs of distinct entries: one
+// reduction, and the same value as adding the two largest (rounding is
+// monotonic). With n = 1 it is the one entry.
+func topTwoSum(x *graph.Node) *graph.Node {
+	n := x.Shape().Dim(-1)
+	if n < 2 {
+		return graph.Squeeze(x, -1)
+	}
+	r := x.Rank()
+	pairs := graph.Add(graph.ExpandAxes(x, -1), graph.ExpandAxes(x, -2)) // [..., n, n]
+	dims := pairs.Shape().Dimensions
+	i := graph.Iota(x.Graph(), shapes.Make(dtypes.Int32, dims...), r-1)
+	j := graph.Iota(x.Graph(), shapes.Make(dtypes.Int32, dims...), r)
+	pairs = graph.Where(graph.NotEqual(i, j), pairs, graph.Infinity(x.Graph(), x.DType(), -1))
+	return graph.ReduceMax(pairs, -1, -2)
 }
 
 // moeOut is what an MoE layer reports besides its output.

@@ -144,16 +144,31 @@ func (s *Stepper) stepAll(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 // stepOne: in = row [], tokens [1,T], pos [1,T], last [1], caches… — only
 // that row's cache is read and written.
 func (s *Stepper) stepOne(scope *gm.Scope, in []*graph.Node) []*graph.Node {
-	row := graph.Reshape(in[0], 1, 1) // [1, 1]: Gather/Scatter index of one row
+	g := in[0].Graph()
 	full := in[4:]
 	rowFlat := make([]*graph.Node, len(full))
+	// Backends with dynamic slices read and write the row in place; the Go
+	// backend gathers it and writes it back by scatters (see overwrite).
+	dynamic := g.Backend().Capabilities().Operations[compute.OpTypeDynamicUpdateSlice]
+	row := graph.Reshape(in[0], 1, 1) // [1, 1]: Gather/Scatter index of one row
+	zero := graph.ScalarZero(g, dtypes.Int32)
+	start := []*graph.Node{graph.ConvertDType(in[0], dtypes.Int32), zero, zero}
 	for i, c := range full {
-		rowFlat[i] = graph.Gather(c, row) // [1, C, W]
+		if dynamic {
+			dims := c.Shape().Dimensions
+			rowFlat[i] = graph.DynamicSlice(c, start, []int{1, dims[1], dims[2]}) // [1, C, W]
+		} else {
+			rowFlat[i] = graph.Gather(c, row) // [1, C, W]
+		}
 	}
 	res, cache := s.forward(scope, in[1], in[2], in[3], s.layerCaches(rowFlat))
 	updated := flatCaches(cache)
 	for i, c := range full {
-		updated[i] = graph.ScatterUpdate(c, row, updated[i], true, true)
+		if dynamic {
+			updated[i] = graph.DynamicUpdateSlice(c, updated[i], start)
+		} else {
+			updated[i] = overwrite(c, row, updated[i], rowFlat[i], writeZeroAdd)
+		}
 	}
 	return append(updated, res...)
 }

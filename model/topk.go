@@ -85,6 +85,17 @@ func maskIndices(mask *graph.Node, k int) *graph.Node {
 // way for the router's few dozen experts on every backend. x [..., S] →
 // mask [..., S] bool and indices [..., k] int32 in rank order.
 func pairwiseTopK(x *graph.Node, k int) (mask, idx *graph.Node) {
+	rank := pairwiseRank(x) // [..., S]
+	mask = graph.LessThan(rank, graph.Scalar(x.Graph(), dtypes.Int32, k))
+	hit := rankSlots(rank, k) // [..., S, k]
+	pos := graph.Iota(x.Graph(), shapes.Make(dtypes.Int32, hit.Shape().Dimensions...), x.Rank()-1)
+	idx = graph.ReduceSum(graph.Where(hit, pos, graph.ZerosLike(pos)), -2) // [..., k]
+	return mask, idx
+}
+
+// pairwiseRank is, for each entry of the last axis of x [..., S], how many
+// entries beat it (greater, or equal at a lower index): [..., S] int32.
+func pairwiseRank(x *graph.Node) *graph.Node {
 	g := x.Graph()
 	x = graph.StopGradient(x)
 	S := x.Shape().Dim(-1)
@@ -96,14 +107,15 @@ func pairwiseTopK(x *graph.Node, k int) (mask, idx *graph.Node) {
 	ii := graph.Iota(g, shapes.Make(dtypes.Int32, pairDims...), r-1)  // i
 	jj := graph.Iota(g, shapes.Make(dtypes.Int32, pairDims...), r)    // j
 	beats := graph.LogicalOr(graph.GreaterThan(xj, xi), graph.LogicalAnd(graph.Equal(xj, xi), graph.LessThan(jj, ii)))
-	rank := graph.ReduceSum(graph.ConvertDType(beats, dtypes.Int32), -1) // [..., S]
-	mask = graph.LessThan(rank, graph.Scalar(g, dtypes.Int32, k))
-	slotDims := append(append([]int{}, dims...), k) // [..., S, k]
-	slot := graph.Iota(g, shapes.Make(dtypes.Int32, slotDims...), r)
-	pos := graph.Iota(g, shapes.Make(dtypes.Int32, slotDims...), r-1)
-	hit := graph.Equal(graph.BroadcastToDims(graph.ExpandAxes(rank, -1), slotDims...), slot)
-	idx = graph.ReduceSum(graph.Where(hit, pos, graph.ZerosLike(pos)), -2) // [..., k]
-	return mask, idx
+	return graph.ReduceSum(graph.ConvertDType(beats, dtypes.Int32), -1) // [..., S]
+}
+
+// rankSlots marks which of the k rank slots each entry fills: rank [..., S]
+// → bool [..., S, k], true where rank == slot.
+func rankSlots(rank *graph.Node, k int) *graph.Node {
+	slotDims := append(append([]int{}, rank.Shape().Dimensions...), k) // [..., S, k]
+	slot := graph.Iota(rank.Graph(), shapes.Make(dtypes.Int32, slotDims...), rank.Rank())
+	return graph.Equal(graph.BroadcastToDims(graph.ExpandAxes(rank, -1), slotDims...), slot)
 }
 
 // prefixSum is the inclusive running sum over the last axis, by log₂(S)

@@ -10,6 +10,7 @@ import (
 	"github.com/dsv32/dsv32/internal/testutil"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+	gm "github.com/gomlx/gomlx/ml/model"
 )
 
 // bruteTopK is the oracle: indices of the k largest values, ties to the lower index.
@@ -76,6 +77,67 @@ func TestRadixTopKMatchesSort(t *testing.T) {
 					t.Fatalf("top-%d of %v: got %v, want %v", c.k, c.row, got, want)
 				}
 			})
+		}
+	}
+}
+
+// TestRouterChoiceMatchesOracle checks choose (group scores as the best pair
+// sum, ids and σ in one masked reduction) against a plain Go router: group
+// score = the sum of the group's two best, the topk_group best groups, then
+// the K best experts in them in rank order, ties to the lower index; values
+// on a coarse grid so ties are frequent.
+func TestRouterChoiceMatchesOracle(t *testing.T) {
+	backend := testutil.Backend(t)
+	cfg := &Config{NumRoutedExperts: 16, NumGroups: 4, TopKGroup: 2, NumExpertsPerTok: 3}
+	const N = 64
+	E, G, K := cfg.NumRoutedExperts, cfg.NumGroups, cfg.NumExpertsPerTok
+	rng := rand.New(rand.NewPCG(3, 4))
+	sigma := make([]float32, N*E)
+	for i := range sigma {
+		sigma[i] = float32(rng.IntN(6)) / 8
+	}
+	store := gm.NewStore()
+	exec, err := gm.NewExec(backend, store, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+		ids, scores := choose(scope, cfg, in[0], true)
+		own, _ := choose(scope, cfg, in[0], false)
+		return []*graph.Node{ids, scores, own}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Finalize()
+	outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(sigma, N, E))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, scores, own := tensors.MustCopyFlatData[int32](outs[0]), tensors.MustCopyFlatData[float32](outs[1]), tensors.MustCopyFlatData[int32](outs[2])
+	rankOf := func(vals []float32, k int) []int32 { // k best, in rank order
+		idx := make([]int32, len(vals))
+		for i := range idx {
+			idx[i] = int32(i)
+		}
+		sort.SliceStable(idx, func(a, b int) bool { return vals[idx[a]] > vals[idx[b]] })
+		return idx[:k]
+	}
+	for n := range N {
+		row := sigma[n*E : (n+1)*E]
+		gs := make([]float32, G)
+		for g := range G {
+			best := rankOf(row[g*E/G:(g+1)*E/G], 2)
+			gs[g] = row[g*E/G+int(best[0])] + row[g*E/G+int(best[1])]
+		}
+		masked := slices.Clone(row)
+		keep := rankOf(gs, cfg.TopKGroup)
+		for e := range E {
+			if !slices.Contains(keep, int32(e/(E/G))) {
+				masked[e] = float32(math.Inf(-1))
+			}
+		}
+		want := rankOf(masked, K)
+		for k := range K {
+			if ids[n*K+k] != want[k] || own[n*K+k] != want[k] || scores[n*K+k] != row[want[k]] {
+				t.Fatalf("token %d slot %d: ids %d / %d, σ %g; want %d, σ %g", n, k, ids[n*K+k], own[n*K+k], scores[n*K+k], want[k], row[want[k]])
+			}
 		}
 	}
 }

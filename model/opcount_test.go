@@ -1,0 +1,180 @@
+package model
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/dsv32/dsv32/internal/testutil"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
+	gm "github.com/gomlx/gomlx/ml/model"
+)
+
+// kernelOps are the op types that usually become a kernel of their own on
+// XLA (elementwise ops, reshapes, broadcasts and slices fuse into them or
+// into loop fusions between them).
+var kernelOps = map[string]bool{
+	"DotGeneral": true, "Gather": true, "ScatterSum": true, "ScatterMax": true, "ScatterMin": true,
+	"DynamicSlice": true, "DynamicUpdateSlice": true, "ReduceSum": true, "ReduceMax": true,
+	"ReduceMin": true, "ReduceProduct": true, "ReduceLogicalAnd": true, "ReduceLogicalOr": true,
+	"Sort": true, "Concatenate": true, "Transpose": true, "Pad": true, "FusedSoftmax": true,
+	"ReduceWindow": true, "ArgMinMax": true,
+}
+
+// xlaLike is the Go backend dressed as XLA for graph building only: it
+// reports XLA's capabilities (dynamic slices, no fused ops), so the model
+// builds the graph it would build for XLA; dynamic slices are stood in for by
+// ops of the same shape. Never run what it compiles.
+type xlaLike struct{ compute.Backend }
+
+func (b xlaLike) Capabilities() compute.Capabilities {
+	c := b.Backend.Capabilities().Clone()
+	for op := range c.Operations {
+		if strings.HasPrefix(op.String(), "Fused") {
+			delete(c.Operations, op)
+		}
+	}
+	c.Operations[compute.OpTypeDynamicSlice] = true
+	c.Operations[compute.OpTypeDynamicUpdateSlice] = true
+	return c
+}
+
+func (b xlaLike) Builder(name string) compute.Builder { return xlaBuilder{b.Backend.Builder(name)} }
+
+type xlaBuilder struct{ compute.Builder }
+
+func (b xlaBuilder) Main() compute.Function { return xlaFunction{b.Builder.Main()} }
+
+type xlaFunction struct{ compute.Function }
+
+func (f xlaFunction) DynamicUpdateSlice(operand, update compute.Value, start []compute.Value) (compute.Value, error) {
+	return f.Identity(operand)
+}
+
+func (f xlaFunction) DynamicSlice(operand compute.Value, start []compute.Value, dims []int) (compute.Value, error) {
+	return f.Slice(operand, make([]int, len(dims)), dims, nil)
+}
+
+// decodeOpCounts builds the Stepper's decode step (every row, T = 1) for a
+// small DSA model with the given number of layers and counts the graph nodes
+// the outputs depend on, by op type.
+func decodeOpCounts(t testing.TB, layers, rows int, native, xla bool) map[string]int {
+	t.Helper()
+	src := fmt.Sprintf(`{"model_type":"deepseek_v32","vocab_size":320,"hidden_size":64,"intermediate_size":128,
+	"moe_intermediate_size":32,"num_hidden_layers":%d,"first_k_dense_replace":1,"num_attention_heads":4,
+	"num_key_value_heads":4,"q_lora_rank":48,"kv_lora_rank":32,"qk_nope_head_dim":16,"qk_rope_head_dim":8,
+	"v_head_dim":16,"n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"n_group":4,"topk_group":2,
+	"routed_scaling_factor":2.5,"index_n_heads":4,"index_head_dim":32,"index_topk":16,
+	"max_position_embeddings":4096,"rope_theta":10000,"rms_norm_eps":1e-6,"bos_token_id":0,"eos_token_id":1}`, layers)
+	cfg, err := ParseConfig([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewRandom(cfg, 0.02, 1, dtypes.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const capacity = 64
+	s := &Stepper{m: m, opts: Options{NativeTopK: native}, perLayer: 3, rows: rows, capacity: capacity}
+	var outs []*graph.Node
+	backend := testutil.Backend(t)
+	if xla {
+		backend = xlaLike{backend}
+		t.Setenv(graph.FusionEnv, "false") // XLA has no fused ops: Softmax decomposes
+	}
+	exec, err := gm.NewExec(backend, m.Store, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+		outs = s.stepAll(scope, in)
+		return outs
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Finalize()
+	in := []shapes.Shape{
+		shapes.Make(dtypes.Int32, rows, 1), shapes.Make(dtypes.Int32, rows, 1), shapes.Make(dtypes.Int32, rows)}
+	for range layers {
+		for _, w := range s.widths() {
+			in = append(in, shapes.Make(dtypes.Float32, rows, capacity, w))
+		}
+	}
+	if _, err := exec.Compile(in...); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	seen := map[*graph.Node]bool{}
+	var visit func(n *graph.Node)
+	visit = func(n *graph.Node) {
+		if n == nil || seen[n] {
+			return
+		}
+		seen[n] = true
+		op := n.Type().String()
+		if n.Type() == graph.NodeTypeSort {
+			op = "Sort"
+		}
+		counts[op]++
+		for _, x := range n.Inputs() {
+			visit(x)
+		}
+	}
+	for _, o := range outs {
+		visit(o)
+	}
+	return counts
+}
+
+func kernelTotal(c map[string]int) (k, all int) {
+	for op, n := range c {
+		if op == "Parameter" || op == "Constant" {
+			continue
+		}
+		all += n
+		if kernelOps[op] {
+			k += n
+		}
+	}
+	return k, all
+}
+
+// TestDecodeOpCounts reports the decode step's ops per MoE layer (the
+// difference between a 3- and a 2-layer model). DSV32_OPCOUNT=1 prints the
+// per-type table.
+func TestDecodeOpCounts(t *testing.T) {
+	for _, c := range []struct {
+		xla, native bool
+	}{{true, true}, {false, false}} {
+		name := map[bool]string{true: "XLA graph (native top-k)", false: "Go backend graph (radix top-k)"}[c.xla]
+		t.Run(name, func(t *testing.T) {
+			for _, rows := range []int{1, 4} {
+				a, b := decodeOpCounts(t, 2, rows, c.native, c.xla), decodeOpCounts(t, 3, rows, c.native, c.xla)
+				ka, na := kernelTotal(a)
+				kb, nb := kernelTotal(b)
+				t.Logf("%s, rows %d: per MoE layer %d kernel-ish ops of %d ops; whole 3-layer step %d of %d",
+					name, rows, kb-ka, nb-na, kb, nb)
+				if os.Getenv("DSV32_OPCOUNT") != "" {
+					var ops []string
+					for op := range b {
+						ops = append(ops, op)
+					}
+					sort.Strings(ops)
+					var sb strings.Builder
+					for _, op := range ops {
+						if d := b[op] - a[op]; d != 0 {
+							mark := ""
+							if kernelOps[op] {
+								mark = "*"
+							}
+							fmt.Fprintf(&sb, " %s%s=%d", mark, op, d)
+						}
+					}
+					t.Logf("  per layer:%s", sb.String())
+				}
+			}
+		})
+	}
+}
