@@ -14,12 +14,13 @@ import (
 // tokens (queries), S keys, H heads; d_n, d_r, d_v, r_q, r_kv as in the spec.
 
 // LayerCache is one layer's cache: what later queries need and nothing more
-// (dsa.md §8). Latent [B, C, r_kv] is c after kv_a_layernorm, RopeKey
-// [B, C, d_r] is k_pe after RoPE, IndexKey [B, C, d_I] the indexer key after
+// (dsa.md §8). KV [B, C, r_kv+d_r] is c after kv_a_layernorm followed by k_pe
+// after RoPE (one buffer, so a step writes it once, DSA gathers it once and
+// one product scores both parts), IndexKey [B, C, d_I] the indexer key after
 // LayerNorm and RoPE (absent without an indexer). C is the capacity; slot s
 // holds the token at position s.
 type LayerCache struct {
-	Latent, RopeKey, IndexKey *graph.Node
+	KV, IndexKey *graph.Node
 }
 
 // layerOut is what one attention call produces besides its output.
@@ -56,20 +57,20 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 
 	// All keys the queries may read, and whether each is causal for each query.
 	keysC, keysPE, keysIdx := cKV, kPE, kIdx
+	var keysKV *graph.Node // [B, S, r_kv+d_r], with a cache
 	var keyPos *graph.Node // [B or 1, S]
 	if cache != nil {
 		w := newCacheWriter(pos)
-		keysC = w.write(cache.Latent, cKV)
-		keysPE = w.write(cache.RopeKey, kPE)
+		keysKV = w.write(cache.KV, graph.Concatenate([]*graph.Node{cKV, kPE}, -1))
 		if kIdx != nil {
 			keysIdx = w.write(cache.IndexKey, kIdx)
 		}
-		res.cache = &LayerCache{Latent: keysC, RopeKey: keysPE, IndexKey: keysIdx}
-		keyPos = graph.Iota(g, shapes.Make(dtypes.Int32, 1, keysC.Shape().Dim(1)), 1)
+		res.cache = &LayerCache{KV: keysKV, IndexKey: keysIdx}
+		keyPos = graph.Iota(g, shapes.Make(dtypes.Int32, 1, keysKV.Shape().Dim(1)), 1)
 	} else {
 		keyPos = pos
 	}
-	S := keysC.Shape().Dim(1)
+	S := keyPos.Shape().Dim(1)
 	allowed := causalMask(keyPos, pos, opts.Segments) // [B, T, S]
 
 	// The indexer's choice.
@@ -97,9 +98,9 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 		o, probs = attendExpanded(kvb, cfg, qNope, qPE, keysC, keysPE, mask, scale)
 	case sparse && selected != nil && opts.IndexerLoss == NoIndexerLoss:
 		// With a cache, read only the k' selected latents per query: O(T·k), not O(T·S).
-		o = attendGathered(kvb, cfg, qNope, qPE, keysC, keysPE, pickedAllowed(allowed, pos, res.topK, opts.Segments), res.topK, scale)
+		o = attendGathered(kvb, cfg, qNope, qPE, keysKV, pickedAllowed(allowed, pos, res.topK, opts.Segments), res.topK, scale)
 	default:
-		o, probs = attendAbsorbed(kvb, cfg, qNope, qPE, keysC, keysPE, mask, scale)
+		o, probs = attendAbsorbed(kvb, cfg, qNope, qPE, keysKV, mask, scale)
 	}
 	out := linear(scope.At("o_proj"), graph.Reshape(o, B, T, H*dv), cfg.HiddenSize) // [B, T, D]
 
@@ -259,17 +260,22 @@ func absorbedWeights(kvb *graph.Node, cfg *Config) (wUK, wUV *graph.Node) {
 
 // attendAbsorbed is the absorbed form (decode): queries move into latent
 // space, so the cached latents serve every head ("MQA mode", dsa.md §3.4).
+// keys [B, S, r_kv+d_r] are the cache's latents and rope keys side by side.
 // Returns o [B, T, H, d_v] and P [B, H, T, S].
-func attendAbsorbed(kvb *graph.Node, cfg *Config, qNope, qPE, keysC, keysPE, mask *graph.Node, scale float64) (*graph.Node, *graph.Node) {
+func attendAbsorbed(kvb *graph.Node, cfg *Config, qNope, qPE, keys, mask *graph.Node, scale float64) (*graph.Node, *graph.Node) {
 	wUK, wUV := absorbedWeights(kvb, cfg)
+	q := absorbedQuery(qNope, qPE, wUK)                                                                      // [B, T, H, r_kv+d_r]
+	scores := graph.MulScalar(graph.Einsum("bthc,bsc->bhts", q, keys), scale)                                // [B, H, T, S]
+	p := maskedSoftmax(scores, graph.ExpandAxes(mask, 1))                                                    // [B, H, T, S]
+	oLat := graph.Einsum("bhts,bsc->bthc", p, graph.SliceAxis(keys, -1, graph.AxisRange(0, cfg.KVLoRARank))) // [B, T, H, r_kv]
+	return graph.Einsum("bthc,hvc->bthv", oLat, wUV), p                                                      // [B, T, H, d_v]
+}
+
+// absorbedQuery is [q_nope·W_UK | q_pe]: the query against a cached
+// [latent | rope key], so one product gives both parts of each score.
+func absorbedQuery(qNope, qPE, wUK *graph.Node) *graph.Node {
 	qHat := graph.Einsum("bthn,hnc->bthc", qNope, wUK) // [B, T, H, r_kv]
-	scores := graph.Add(
-		graph.Einsum("bthc,bsc->bhts", qHat, keysC),
-		graph.Einsum("bthr,bsr->bhts", qPE, keysPE)) // [B, H, T, S]
-	scores = graph.MulScalar(scores, scale)
-	p := maskedSoftmax(scores, graph.ExpandAxes(mask, 1)) // [B, H, T, S]
-	oLat := graph.Einsum("bhts,bsc->bthc", p, keysC)      // [B, T, H, r_kv]
-	return graph.Einsum("bthc,hvc->bthv", oLat, wUV), p   // [B, T, H, d_v]
+	return graph.Concatenate([]*graph.Node{qHat, qPE}, -1)
 }
 
 // pickedAllowed is allowed [B, T, S] at the picked keys idx [B, T, k'] of a
@@ -290,19 +296,14 @@ func pickedAllowed(allowed, pos, idx, segments *graph.Node) *graph.Node {
 // attendGathered is DSA's O(k) decode: only the k' selected latents are read.
 // idx [B, T, k'] are the indexer's picks; ok [B, T, k'] whether each is causal.
 // Returns o [B, T, H, d_v].
-func attendGathered(kvb *graph.Node, cfg *Config, qNope, qPE, keysC, keysPE, ok, idx *graph.Node, scale float64) *graph.Node {
-	selC := gatherKeys(keysC, idx)   // [B, T, k', r_kv]
-	selPE := gatherKeys(keysPE, idx) // [B, T, k', d_r]
-
+func attendGathered(kvb *graph.Node, cfg *Config, qNope, qPE, keys, ok, idx *graph.Node, scale float64) *graph.Node {
+	sel := gatherKeys(keys, idx) // [B, T, k', r_kv+d_r]
 	wUK, wUV := absorbedWeights(kvb, cfg)
-	qHat := graph.Einsum("bthn,hnc->bthc", qNope, wUK) // [B, T, H, r_kv]
-	scores := graph.Add(
-		graph.Einsum("bthc,btkc->bthk", qHat, selC),
-		graph.Einsum("bthr,btkr->bthk", qPE, selPE)) // [B, T, H, k']
-	scores = graph.MulScalar(scores, scale)
-	p := maskedSoftmax(scores, graph.ExpandAxes(ok, 2)) // [B, T, H, k']
-	oLat := graph.Einsum("bthk,btkc->bthc", p, selC)    // [B, T, H, r_kv]
-	return graph.Einsum("bthc,hvc->bthv", oLat, wUV)    // [B, T, H, d_v]
+	q := absorbedQuery(qNope, qPE, wUK)                                                                      // [B, T, H, r_kv+d_r]
+	scores := graph.MulScalar(graph.Einsum("bthc,btkc->bthk", q, sel), scale)                                // [B, T, H, k']
+	p := maskedSoftmax(scores, graph.ExpandAxes(ok, 2))                                                      // [B, T, H, k']
+	oLat := graph.Einsum("bthk,btkc->bthc", p, graph.SliceAxis(sel, -1, graph.AxisRange(0, cfg.KVLoRARank))) // [B, T, H, r_kv]
+	return graph.Einsum("bthc,hvc->bthv", oLat, wUV)                                                         // [B, T, H, d_v]
 }
 
 // gatherKeys returns keys [B, S, W] at idx [B, T, k']: [B, T, k', W]. The

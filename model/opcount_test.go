@@ -80,7 +80,7 @@ func decodeOpCounts(t testing.TB, layers, rows int, native, xla bool) map[string
 		t.Fatal(err)
 	}
 	const capacity = 64
-	s := &Stepper{m: m, opts: Options{NativeTopK: native}, perLayer: 3, rows: rows, capacity: capacity}
+	s := &Stepper{m: m, opts: Options{NativeTopK: native}, perLayer: 2, rows: rows, capacity: capacity}
 	var outs []*graph.Node
 	backend := testutil.Backend(t)
 	if xla {

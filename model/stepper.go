@@ -25,7 +25,7 @@ type Stepper struct {
 	rows     int
 	capacity int
 	perLayer int
-	caches   []*tensors.Tensor // layer-major: latent, rope key, [index key]
+	caches   []*tensors.Tensor // layer-major: [latent | rope key], [index key]
 
 	all, one *gm.Exec // every row; one dynamic row
 	nRoutes  int
@@ -47,9 +47,9 @@ func (m *Model) NewStepper(backend compute.Backend, rows, capacity int, opts Opt
 		return nil, fmt.Errorf("stepper: rows %d and capacity %d must be positive", rows, capacity)
 	}
 	opts.Segments, opts.Routes = nil, nil
-	s = &Stepper{m: m, backend: backend, opts: opts, perLayer: 2}
+	s = &Stepper{m: m, backend: backend, opts: opts, perLayer: 1}
 	if m.Config.HasIndexer() {
-		s.perLayer = 3
+		s.perLayer = 2
 	}
 	s.caches = s.zeroCaches(rows, capacity)
 	s.rows, s.capacity = rows, capacity
@@ -76,8 +76,8 @@ func CacheBytes(m *Model, rows, capacity int) int64 {
 
 func (s *Stepper) widths() []int {
 	c := s.m.Config
-	w := []int{c.KVLoRARank, c.QKRopeHeadDim}
-	if s.perLayer == 3 {
+	w := []int{c.KVLoRARank + c.QKRopeHeadDim}
+	if s.perLayer == 2 {
 		w = append(w, c.IndexHeadDim)
 	}
 	return w
@@ -99,9 +99,9 @@ func (s *Stepper) layerCaches(flat []*graph.Node) []LayerCache {
 	cache := make([]LayerCache, s.m.Config.NumHiddenLayers)
 	for i := range cache {
 		c := flat[i*s.perLayer:]
-		cache[i] = LayerCache{Latent: c[0], RopeKey: c[1]}
-		if s.perLayer == 3 {
-			cache[i].IndexKey = c[2]
+		cache[i] = LayerCache{KV: c[0]}
+		if s.perLayer == 2 {
+			cache[i].IndexKey = c[1]
 		}
 	}
 	return cache
@@ -110,7 +110,7 @@ func (s *Stepper) layerCaches(flat []*graph.Node) []LayerCache {
 func flatCaches(cs []LayerCache) []*graph.Node {
 	var out []*graph.Node
 	for _, c := range cs {
-		out = append(out, c.Latent, c.RopeKey)
+		out = append(out, c.KV)
 		if c.IndexKey != nil {
 			out = append(out, c.IndexKey)
 		}
