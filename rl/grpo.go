@@ -47,6 +47,11 @@ func Run(ctx context.Context, eng *engine.Engine, upd *Updater, tok Tokenizer, c
 	if cfg.Steps < 1 || cfg.PromptsPerStep < 1 || cfg.MiniBatches < 1 || cfg.Task == nil {
 		return nil, fmt.Errorf("rl: steps %d, prompts %d, mini-batches %d, task %v", cfg.Steps, cfg.PromptsPerStep, cfg.MiniBatches, cfg.Task)
 	}
+	// The sampling-mask monitor re-applies the rollout's truncation.
+	upd.Truncation = Truncation{}
+	if cfg.Rollout.Params.Temperature > 0 {
+		upd.Truncation = TruncationOf(cfg.Rollout.Params)
+	}
 	var all []StepMetrics
 	enc := json.NewEncoder(io.Discard)
 	if cfg.Metrics != nil {

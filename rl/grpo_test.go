@@ -91,6 +91,16 @@ func TestGRPORaisesReward(t *testing.T) {
 	first, last := mean(steps[:4]), mean(steps[len(steps)-4:])
 	t.Logf("reward: first 4 steps %.3f, last 4 steps %.3f; step 1 mini-batch 0: ρ mean %.6f, |u−a| %.2g, masked %.2f, routing mismatch %.3f",
 		first, last, steps[0].RatioMean, steps[0].MismatchAbs, steps[0].Masked, steps[0].RoutingMismatch)
+	// Sampler and trainer hold the same weights at every step's mini-batch 0:
+	// the re-applied top-k keeps the recorded sets (float noise aside).
+	var worst float64
+	for _, s := range steps {
+		worst = max(worst, s.SamplingMaskMismatch)
+	}
+	t.Logf("sampling-mask mismatch at mini-batch 0: step 1 %.4f, worst step %.4f; kept mass step 1 %.3f", steps[0].SamplingMaskMismatch, worst, steps[0].KeptMass)
+	if worst > 0.01 {
+		t.Errorf("the re-applied truncation differs from the sampler's on %.3f of tokens at some step's mini-batch 0", worst)
+	}
 	if steps[0].RoutingMismatch != 0 {
 		t.Errorf("step 1, mini-batch 0: the router's own choice differs from the sampler's on %.3f of pairs with unchanged weights", steps[0].RoutingMismatch)
 	}

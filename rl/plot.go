@@ -37,6 +37,7 @@ func Plot(dir string, steps []StepMetrics) error {
 			{"mean |u − a|", func(m StepMetrics) (float64, bool) { return m.MismatchAbs, true }},
 			{"KL (ρ·k3)", func(m StepMetrics) (float64, bool) { return m.KL, true }},
 			{"routing mismatch", func(m StepMetrics) (float64, bool) { return m.RoutingMismatch, true }},
+			{"sampling-mask mismatch", func(m StepMetrics) (float64, bool) { return m.SamplingMaskMismatch, true }},
 		}},
 		{"length.png", "GRPO: entropy over the kept set and response length", "", []series{
 			{"entropy", func(m StepMetrics) (float64, bool) { return m.Entropy, true }},

@@ -25,8 +25,12 @@ type Updater struct {
 	Temp     float64 // the sampling temperature τ
 	Replay   bool    // keep routing: replay the sampler's experts (on by default)
 	KeepMask bool    // keep sampling mask: π_θ over the sampler's kept sets (on by default)
-	step     *train.CustomStep
-	nMoE     int
+	// Truncation is the sampler's top-p/top-k/min-p, re-applied to the
+	// trainer's logits by the sampling-mask monitor (KeptSetMismatch). Run
+	// sets it from the rollout's sampling parameters.
+	Truncation Truncation
+	step       *train.CustomStep
+	nMoE       int
 }
 
 // UpdateStats are one mini-batch's objective statistics (rl.md §10).
@@ -35,6 +39,17 @@ type UpdateStats struct {
 	PGLoss, KL, ClipLow, ClipHigh, Masked                         float64
 	RatioMean, RatioMin, RatioMax, MismatchAbs, Entropy, OPSMStat float64
 	RoutingMismatch                                               float64 // share of (token, MoE layer) pairs where the router's own experts differ from the replayed ones
+	// SamplingMaskMismatch is the share of response tokens where the
+	// sampler's truncation, re-applied to the trainer's logits at τ, keeps
+	// another token set than the one the sampler recorded (rl.md §6, §10):
+	// ≈ 0 at mini-batch 0 unless sampler and trainer numerics differ; what
+	// tells whether keep-sampling-mask is needed.
+	SamplingMaskMismatch float64
+	// KeptMass is the trainer's mean probability mass (at τ) on the
+	// recorded kept sets: 1 − KeptMass is what truncation cuts, and
+	// −log KeptMass the bias a full-vocabulary π_θ would put on log ρ (rl.md §6.1).
+	KeptMass float64
+	KeptSize float64 // mean |K_t| over response tokens (the vocabulary size where sampling did not truncate)
 }
 
 // NewUpdater compiles the GRPO step for the trainer's model.
@@ -55,26 +70,38 @@ func NewUpdater(backend compute.Backend, tr *train.Trainer, loss LossConfig, tem
 
 // inputs of the graph: tokens [B,S], pos [B,S], mask [B,S] (1 = real
 // position), respPos [B,R] (position predicting each response token),
-// targets [B,R], kept [B,R,K], old [B,R], adv [B], respMask [B,R], then one
-// routes [B,S,K_e] per MoE layer.
+// targets [B,R], kept [B,R,K] (the recorded sets, whether or not the loss
+// uses them), old [B,R], adv [B], respMask [B,R], knobs [4] (keep-mask 0/1,
+// top-p, top-k, min-p), then one routes [B,S,K_e] per MoE layer.
 func (u *Updater) graph(scope *gm.Scope, in []*graph.Node) (*graph.Node, []*graph.Node) {
 	m := u.Trainer.Model()
 	tokens, pos, mask := in[0], in[1], in[2]
 	opts := model.Options{TokenMask: mask}
 	if u.Replay {
-		opts.Routes, opts.OwnRoutes = in[9:9+u.nMoE], true
+		opts.Routes, opts.OwnRoutes = in[10:10+u.nMoE], true
 	}
 	out := model.Forward(scope, m.Config, tokens, pos, nil, opts)
 	logits := gatherRows(out.Logits, in[3]) // [B, R, V]
-	batch := Batch{Logits: logits, Targets: in[4], Kept: in[5], OldLogp: in[6], Adv: in[7], Mask: in[8], Temp: u.Temp}
+	knobs := in[9]
+	keepMask := graph.GreaterThan(graph.Reshape(graph.Slice(knobs, graph.AxisElem(0))), graph.ScalarZero(knobs.Graph(), knobs.DType()))
+	kept := graph.Where(graph.BroadcastToDims(keepMask, in[5].Shape().Dimensions...), in[5], graph.Scalar(knobs.Graph(), in[5].DType(), -1))
+	batch := Batch{Logits: logits, Targets: in[4], Kept: kept, OldLogp: in[6], Adv: in[7], Mask: in[8], Temp: u.Temp}
 	if u.Loss.Beta != 0 {
 		// π_ref: the frozen initial policy, routing itself (rl.md §5), over the
 		// same kept sets (rl.md §12's default).
 		ref := model.Forward(scope.At(refScope), m.Config, tokens, pos, nil, model.Options{TokenMask: mask})
-		b, _ := KeptLogprobs(gatherRows(ref.Logits, in[3]), in[4], in[5], u.Temp)
+		b, _ := KeptLogprobs(gatherRows(ref.Logits, in[3]), in[4], kept, u.Temp)
 		batch.RefLogp = graph.StopGradient(b)
 	}
 	loss, st := Loss(batch, u.Loss)
+	// The sampling-mask monitor, on the recorded sets even when the loss
+	// ignores them.
+	differ, mass, size := KeptSetMismatch(logits, in[5], graph.SliceAxis(knobs, 0, graph.AxisRange(1, 4)), u.Temp)
+	respMask := graph.ConvertDType(in[8], dtypes.Float32)
+	nTok := graph.Max(graph.ReduceAllSum(respMask), graph.Scalar(loss.Graph(), dtypes.Float32, 1))
+	maskMismatch := graph.Div(graph.ReduceAllSum(graph.Mul(graph.ConvertDType(differ, dtypes.Float32), respMask)), nTok)
+	keptMass := graph.Div(graph.ReduceAllSum(graph.Mul(mass, respMask)), nTok)
+	keptSize := graph.Div(graph.ReduceAllSum(graph.Mul(size, respMask)), nTok)
 	zero := graph.ScalarZero(loss.Graph(), loss.DType())
 	or0 := func(x *graph.Node) *graph.Node {
 		if x == nil {
@@ -84,7 +111,7 @@ func (u *Updater) graph(scope *gm.Scope, in []*graph.Node) (*graph.Node, []*grap
 	}
 	return loss, []*graph.Node{or0(st.PGLoss), or0(st.KL), st.ClipLow, st.ClipHigh, st.Masked,
 		st.RatioMean, st.RatioMin, st.RatioMax, st.MismatchAbs, st.Entropy, or0(st.OPSMStat),
-		or0(routingMismatch(opts.Routes, out.OwnRoutes, mask))}
+		or0(routingMismatch(opts.Routes, out.OwnRoutes, mask)), maskMismatch, keptMass, keptSize}
 }
 
 // routingMismatch is the share of (real token, MoE layer) pairs where the
@@ -132,7 +159,8 @@ func (u *Updater) Update(samples []Sample) (UpdateStats, error) {
 	}
 	f := func(i int) float64 { return float64(tensors.MustCopyFlatData[float32](rep[i])[0]) }
 	return UpdateStats{Loss: loss, GradNorm: norm, PGLoss: f(0), KL: f(1), ClipLow: f(2), ClipHigh: f(3), Masked: f(4),
-		RatioMean: f(5), RatioMin: f(6), RatioMax: f(7), MismatchAbs: f(8), Entropy: f(9), OPSMStat: f(10), RoutingMismatch: f(11)}, nil
+		RatioMean: f(5), RatioMin: f(6), RatioMax: f(7), MismatchAbs: f(8), Entropy: f(9), OPSMStat: f(10), RoutingMismatch: f(11),
+		SamplingMaskMismatch: f(12), KeptMass: f(13), KeptSize: f(14)}, nil
 }
 
 // pack lays out a mini-batch: every sample's prompt and response (all but
@@ -194,18 +222,23 @@ func (u *Updater) pack(samples []Sample) ([]any, error) {
 			respPos[at], targets[at], old[at], respMask[at] = int32(P-1+j), t.ID, t.SampleLogprob, 1
 			for k := range Kmax { // no kept ids: sampled without truncation (the whole vocabulary)
 				kept[at*Kmax+k] = -1
-				if k < len(t.Kept) && u.KeepMask {
+				if k < len(t.Kept) {
 					kept[at*Kmax+k] = t.Kept[k]
 				}
 			}
 		}
 	}
 	keptT := tensors.FromFlatDataAndDimensions(kept, B, R, Kmax)
+	knobs := append([]float32{0}, u.Truncation.values()...)
+	if u.KeepMask {
+		knobs[0] = 1
+	}
 	args := []any{
 		tensors.FromFlatDataAndDimensions(tokens, B, S), tensors.FromFlatDataAndDimensions(pos, B, S),
 		tensors.FromFlatDataAndDimensions(mask, B, S), tensors.FromFlatDataAndDimensions(respPos, B, R),
 		tensors.FromFlatDataAndDimensions(targets, B, R), keptT, tensors.FromFlatDataAndDimensions(old, B, R),
 		tensors.FromFlatDataAndDimensions(adv, B), tensors.FromFlatDataAndDimensions(respMask, B, R),
+		tensors.FromFlatDataAndDimensions(knobs, 4),
 	}
 	for _, r := range routes {
 		args = append(args, tensors.FromFlatDataAndDimensions(r, B, S, K))
