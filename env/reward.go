@@ -47,7 +47,9 @@ func (c Completion) Message() (chat.Message, error) {
 // never panics: a malformed or truncated completion is a low score, not an
 // error. The error is for failures of the scorer itself (a judge endpoint
 // that cannot be reached, a cancelled ctx), where a made-up score would
-// mislead training; the built-ins here never return one.
+// mislead training; of the rewards here only Rubric (the judge) returns one.
+// Score may be called from several goroutines at once: the RL loop scores a
+// rollout batch concurrently.
 type Reward interface {
 	Name() string
 	Score(ctx context.Context, ex Example, c Completion) (float64, Details, error)

@@ -100,6 +100,8 @@ func Collect(ctx context.Context, eng *engine.Engine, tok Tokenizer, examples []
 			return nil, GroupStats{}, fmt.Errorf("rollout: sample %d: %w", n, err)
 		}
 	}
+	// Score every sample at once: a judge reward (env.Rubric) spends its
+	// time waiting on the network and bounds its own concurrency.
 	rewards := make([]float64, len(samples))
 	var st GroupStats
 	for n := range samples {
@@ -109,17 +111,28 @@ func Collect(ctx context.Context, eng *engine.Engine, tok Tokenizer, examples []
 			ids[k] = int(t.ID)
 		}
 		s.Text = tok.Decode(ids)
-		c := env.Completion{Text: s.Text, Thinking: cfg.Thinking, Raw: cfg.Raw, Tokens: len(ids), Truncated: s.Truncated}
-		r, d, err := cfg.Reward.Score(ctx, s.Example, c)
-		if err != nil {
-			return nil, GroupStats{}, fmt.Errorf("rollout: reward of sample %d: %w", n, err)
-		}
-		s.Reward, s.Details = r, d
-		rewards[n] = r
 		st.MeanLength += float64(len(ids))
 		st.Tokens += len(ids)
 		if s.Truncated {
 			st.Truncated++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := env.Completion{Text: s.Text, Thinking: cfg.Thinking, Raw: cfg.Raw, Tokens: len(ids), Truncated: s.Truncated}
+			r, d, err := cfg.Reward.Score(ctx, s.Example, c)
+			if err != nil {
+				errs[n] = fmt.Errorf("rollout: reward of sample %d: %w", n, err)
+				return
+			}
+			s.Reward, s.Details = r, d
+			rewards[n] = r
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, GroupStats{}, err
 		}
 	}
 	adv := Advantages(rewards, cfg.G, cfg.StdAdv)
