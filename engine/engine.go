@@ -15,9 +15,13 @@ import (
 
 // Config sizes the engine.
 type Config struct {
-	MaxBatch     int   // sequences decoded together (default 8)
-	MaxContext   int   // longest prompt + completion (default: the model's context, at most 32768)
-	PrefillChunk int   // largest prefill chunk in tokens (default 256)
+	MaxBatch     int // sequences decoded together (default 8)
+	MaxContext   int // longest prompt + completion (default: the model's context, at most 32768)
+	PrefillChunk int // largest prefill chunk in tokens (default 256)
+	// MixedTokens bounds the rows × chunk tokens of a mixed step, where every
+	// row feeds its prompt chunk or its next token at once (default 1024;
+	// -1 turns mixed steps off). Larger work runs chunk by chunk instead.
+	MixedTokens  int
 	MemoryBudget int64 // bytes the caches may take (default 4 GiB); larger requests are refused
 	Dense        bool  // attend to every causal key (no top-k)
 	NativeTopK   bool  // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
@@ -38,6 +42,9 @@ func (c *Config) defaults(m *model.Model) {
 	}
 	if c.MemoryBudget <= 0 {
 		c.MemoryBudget = 4 << 30
+	}
+	if c.MixedTokens == 0 {
+		c.MixedTokens = 1024
 	}
 }
 

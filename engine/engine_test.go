@@ -292,3 +292,61 @@ func TestRecordsForRL(t *testing.T) {
 		}
 	}
 }
+
+// TestMixedSteps checks both step schedules — mixed steps (prompt chunks and
+// next tokens of every row in one call) and chunk-by-chunk prefill — against
+// the model run alone: the same greedy tokens and the same recorded routes
+// for prompts of different lengths arriving together.
+func TestMixedSteps(t *testing.T) {
+	m, _ := tinyModel(t)
+	for _, mixed := range []int{0, -1} {
+		e, fx := newEngine(t, engine.Config{MaxBatch: 8, PrefillChunk: 16, MixedTokens: mixed})
+		lengths := []int{3, 17, 9, 40, 1, 23, 16, 33, 5, 12}
+		type out struct {
+			tokens []int32
+			res    *engine.Result
+		}
+		got := make([]out, len(lengths))
+		var wg sync.WaitGroup
+		for i, n := range lengths {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[i : i+n], RecordRoutes: true,
+					Params: engine.SampleParams{MaxTokens: 3 + i%4}}, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[i] = out{ids(res.Tokens), res}
+			}()
+		}
+		wg.Wait()
+		K := m.Config.NumExpertsPerTok
+		for i, n := range lengths {
+			prompt := fx[i : i+n]
+			if want := greedyReference(t, prompt, 3+i%4); !slices.Equal(got[i].tokens, want) {
+				t.Errorf("mixed %d, request %d: batched %v, alone %v", mixed, i, got[i].tokens, want)
+			}
+			seq := append(slices.Clone(prompt), got[i].tokens[:len(got[i].tokens)-1]...)
+			if len(got[i].res.Routes) != len(seq) {
+				t.Fatalf("mixed %d, request %d: %d route records for %d positions", mixed, i, len(got[i].res.Routes), len(seq))
+			}
+			pre, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := range seq {
+				for l, r := range pre.Routes {
+					want := slices.Clone(r[p*K : (p+1)*K])
+					have := slices.Clone(got[i].res.Routes[p][l])
+					slices.Sort(want)
+					slices.Sort(have)
+					if !slices.Equal(have, want) {
+						t.Fatalf("mixed %d, request %d, position %d, layer %d: recorded %v, prefill %v", mixed, i, p, l, have, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -123,13 +123,18 @@ func (e *Engine) loop() {
 			s.failAll(err)
 			continue
 		}
-		if err := s.prefillOne(); err != nil {
+		if mixed, err := s.mixed(); err != nil {
 			s.failAll(err)
 			continue
-		}
-		if err := s.decode(); err != nil {
-			s.failAll(err)
-			continue
+		} else if !mixed {
+			if err := s.prefillOne(); err != nil {
+				s.failAll(err)
+				continue
+			}
+			if err := s.decode(); err != nil {
+				s.failAll(err)
+				continue
+			}
 		}
 		s.publish()
 	}
@@ -294,6 +299,86 @@ func (s *scheduler) shrink() error {
 		s.rows[to], s.rows[i], q.row = q, nil, to
 	}
 	return s.resize(rows, max(capacity, minCapacity))
+}
+
+// mixed runs one step in which every prefilling row feeds its next prompt
+// chunk and every decoding row its next token, padded to a common chunk T:
+// when prompts arrive together (a GRPO rollout), they are prefilled in one
+// call instead of one call each. Padding sits at positions after each row's
+// tokens, in slots written again before they are read. It reports false,
+// doing nothing, when no row is prefilling or the step would exceed
+// MixedTokens or a row's cache; prefillOne and decode run instead.
+func (s *scheduler) mixed() (bool, error) {
+	if s.e.cfg.MixedTokens < 0 {
+		return false, nil
+	}
+	B, capacity := len(s.rows), 0
+	if s.st != nil {
+		capacity = s.st.Capacity()
+	}
+	remaining, room := 0, capacity
+	for _, q := range s.rows {
+		switch {
+		case q == nil:
+		case q.prefilling():
+			remaining = max(remaining, len(q.req.Prompt)-q.fed)
+			room = min(room, capacity-q.fed)
+		default:
+			room = min(room, capacity-q.fed)
+		}
+	}
+	if remaining == 0 {
+		return false, nil
+	}
+	T := chunkBucket(remaining, s.e.cfg.PrefillChunk, room)
+	if T > room || B*T > s.e.cfg.MixedTokens {
+		return false, nil
+	}
+	tokens := make([][]int32, B)
+	pos := make([][]int32, B)
+	last := make([]int32, B)
+	fed := make([]int, B) // tokens of row b that are real
+	for b, q := range s.rows {
+		tokens[b], pos[b] = make([]int32, T), make([]int32, T)
+		base := 0 // a free row: slots from 0 are rewritten on admission
+		switch {
+		case q == nil:
+		case q.prefilling():
+			base = q.fed
+			fed[b] = copy(tokens[b], q.req.Prompt[q.fed:])
+		default:
+			base = q.fed
+			tokens[b][0], fed[b] = q.tokens[q.fed], 1
+		}
+		for i := range pos[b] {
+			pos[b][i] = int32(base + i)
+		}
+		last[b] = int32(max(fed[b]-1, 0))
+	}
+	res, err := s.st.Step(tokens, pos, last)
+	if err != nil {
+		return true, err
+	}
+	s.e.stats.steps.Add(1)
+	V := s.e.m.Config.VocabSize
+	for b, q := range s.rows {
+		if q == nil {
+			continue
+		}
+		if q.req.RecordRoutes {
+			q.routes = append(q.routes, splitRoutes(res.Routes, B, T, fed[b], b)...)
+		}
+		wasPrefill := q.prefilling()
+		q.fed += fed[b]
+		if wasPrefill {
+			s.e.stats.prompt.Add(int64(fed[b]))
+			if q.prefilling() {
+				continue
+			}
+		}
+		s.sample(q, res.Logits[b*V:(b+1)*V])
+	}
+	return true, nil
 }
 
 // prefillOne feeds the next chunk of one prefilling row (the oldest).
