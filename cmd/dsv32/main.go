@@ -8,13 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 
 	"github.com/alecthomas/kong"
 )
 
 // cli is the whole command line. Subcommands are verbs.
 type cli struct {
-	Verbose bool `short:"v" help:"Log debug messages."`
+	Verbose    bool   `short:"v" help:"Log debug messages."`
+	CPUProfile string `name:"cpu-profile" type:"path" placeholder:"FILE" help:"Write a Go CPU profile of the command (go tool pprof)."`
 
 	// Use a model.
 	Run   runCmd   `cmd:"" help:"Generate one chat reply to a prompt (or a conversation file), streamed to the terminal."`
@@ -25,6 +27,7 @@ type cli struct {
 	Data      dataCmd      `cmd:"" help:"Training data: tokenise text into shards, generate synthetic tasks (long-context retrieval, stories, arithmetic), inspect a dataset."`
 	Tokenizer tokenizerCmd `cmd:"" help:"Tokenizer tools: train a byte-level BPE."`
 	Train     trainCmd     `cmd:"" help:"Train: pretrain, DSA stage 1 (dsa-warmup) and 2 (dsa-sparse), SFT on chat JSONL; checkpoints, metrics, --resume."`
+	Eval      evalCmd      `cmd:"" help:"Held-out evaluation, dense or sparse: long-context retrieval accuracy, LM loss; the DSA experiment's summary."`
 	RL        rlCmd        `cmd:"" name:"rl" help:"GRPO with DeepSeek-V3.2's stabilisers on a task of the ladder."`
 
 	// Build agents on it.
@@ -37,6 +40,7 @@ type cli struct {
 	Render   renderCmd   `cmd:"" help:"Print the DeepSeek-V3.2 prompt for a JSON conversation (and its token ids with --tokenizer)."`
 	Logits   logitsCmd   `cmd:"" help:"Run one prefill and write logits and top-k selections to a safetensors file."`
 	Bench    benchCmd    `cmd:"" help:"Measure decode and prefill speed; sparse vs dense decode cost."`
+	Plot     plotCmd     `cmd:"" help:"Chart one metric of several runs' metrics.jsonl in one PNG (a repeated label averages seeds)."`
 }
 
 func main() {
@@ -51,8 +55,22 @@ func main() {
 		level = slog.LevelDebug
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
-	if err := ctx.Run(); err != nil {
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dsv32: --cpu-profile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(ctx); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "dsv32:", err)
 		os.Exit(1)
 	}
 }
+
+func run(ctx *kong.Context) error { return ctx.Run() }

@@ -26,6 +26,14 @@ type Retrieval struct {
 	MaxTokens int
 	Pairs     int // facts per document, one of them asked for; 0: 4 (at most 100)
 	Digits    int // digits per secret number; 0: 6 (4–12)
+	// Questions, when above 1, asks that many of the facts (at most Pairs),
+	// each question followed by its answer: Prompt and Answer are the first
+	// one's, and Text continues after Prompt + " " + Answer with the others
+	// ("\nQuestion: … \nAnswer: …"), asking facts ask+1, ask+2, … (mod
+	// Pairs). More supervised answers per document, for training; no extra
+	// random draws, so the first question and the context are those of
+	// Questions 1 up to the filler's length. 0 or 1: one question.
+	Questions int
 	// Count measures tokens; nil: ApproxTokens. With a tokenizer's count the
 	// document has at most Tokens tokens and at least Tokens minus a
 	// sentence or two.
@@ -40,8 +48,9 @@ func (t Retrieval) Generate(seed uint64, i int) (Example, error) {
 	if count == nil {
 		count = ApproxTokens
 	}
-	if pairs < 1 || pairs > 100 || digits < 4 || digits > 12 {
-		return Example{}, fmt.Errorf("data: retrieval: pairs %d (1–100), digits %d (4–12)", pairs, digits)
+	questions := cmp0(t.Questions, 1)
+	if pairs < 1 || pairs > 100 || digits < 4 || digits > 12 || questions < 1 || questions > pairs {
+		return Example{}, fmt.Errorf("data: retrieval: pairs %d (1–100), digits %d (4–12), questions %d (1–pairs)", pairs, digits, questions)
 	}
 	r := newRNG(seed, uint64(i), 5)
 	if t.MaxTokens > tokens {
@@ -72,10 +81,15 @@ func (t Retrieval) Generate(seed uint64, i int) (Example, error) {
 	ask := r.intn(pairs)
 	question := fmt.Sprintf("\nQuestion: What is the secret number of the %s?\nAnswer:", keys[ask])
 	answer := values[ask]
+	var more strings.Builder // the other questions, each with its answer
+	for j := 1; j < questions; j++ {
+		k := (ask + j) % pairs
+		fmt.Fprintf(&more, "\nQuestion: What is the secret number of the %s?\nAnswer: %s", keys[k], values[k])
+	}
 
 	// Filler sentences to fill the budget (pieces are counted one by one,
 	// then the whole is measured and trimmed below).
-	budget := tokens - count(retrievalHeader) - count(question+" "+answer)
+	budget := tokens - count(retrievalHeader) - count(question+" "+answer+more.String())
 	for _, n := range needles {
 		budget -= count(" " + n)
 	}
@@ -127,7 +141,7 @@ func (t Retrieval) Generate(seed uint64, i int) (Example, error) {
 		}
 		context := b.Len() - start
 		prompt := b.String() + question
-		return Example{Text: prompt + " " + answer, Prompt: prompt, Answer: answer, Depth: float64(at) / float64(context)}
+		return Example{Text: prompt + " " + answer + more.String(), Prompt: prompt, Answer: answer, Depth: float64(at) / float64(context)}
 	}
 	ex := build()
 	// Trim to the exact count: drop filler sentences from the end.

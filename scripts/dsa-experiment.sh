@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# DeepSeek Sparse Attention's claim at small scale (docs/dsa-experiment.md):
+# a dense model, DSA stage 1 (indexer warm-up by KL) then stage 2 (top-k
+# sparse training) keeps the dense model's quality; stage 2 without stage 1
+# (a random indexer) does worse.
+#
+#   scripts/dsa-experiment.sh BACKEND OUTDIR [SCALE]
+#
+# BACKEND: go, or xla:/abs/path/xla_cuda_plugin.so (add ",preallocate=false":
+# the script runs several trainings at once on the one GPU). SCALE: gpu
+# (default; 4096-token rows, ~37M parameters), probe (the gpu model and data,
+# a few steps of each stage: prints the seconds per step to size the real
+# run), cpu (a tiny model, 256-token rows: checks that everything runs).
+# Needs only the dsv32 binary (DSV32, default .gpu/dsv32) and bash.
+#
+# Arms, all from the one dense pre-trained checkpoint:
+#   dense        the dense model, dense attention                      (reference)
+#   dense-topk   the dense model, top-k attention with its untrained indexer
+#   stage1-topk  after stage 1 only, top-k attention
+#   stage1+2     stage 1, then stage 2                                  (a: DSA)
+#   stage2-only  stage 2 straight from the dense model: random indexer  (b)
+#   dense-more   dense pre-training continued for as many steps as stage 2
+#                (the dense model with the same extra training as (a))
+# Pre-training never trains the indexers, so in the dense checkpoint they are
+# still at their random initialisation (N(0, 0.02²), seed 1).
+#
+# Every number below can be overridden from the environment (STEPS_PRE=…).
+# Writes OUTDIR/{data,runs,eval,logs}, OUTDIR/summary.{json,md} and charts.
+set -euo pipefail
+
+BACKEND=${1:?usage: $0 BACKEND OUTDIR [gpu|probe|cpu]}
+OUT=${2:?usage: $0 BACKEND OUTDIR [gpu|probe|cpu]}
+SCALE=${3:-gpu}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DSV32=${DSV32:-$ROOT/.gpu/dsv32}
+DSV32=$(cd "$(dirname "$DSV32")" && pwd)/$(basename "$DSV32")
+export GOMLX_NO_AUTO_INSTALL=1
+TOKENIZER=${TOKENIZER:-$ROOT/internal/defaultmodel/tokenizer.json} # 1427 ids, stories + digits
+
+case $SCALE in
+gpu | probe)
+	# Model: ~37M parameters (~14M active): 8 layers (the first dense),
+	# hidden 512, 8 heads, 8 routed experts (top-2) + 1 shared, index_topk
+	# 256 of 4096 keys (1/16).
+	: "${LAYERS:=8}" "${HIDDEN:=512}" "${HEADS:=8}" "${INTER:=1536}" "${MOE_INTER:=256}" "${EXPERTS:=8}"
+	: "${Q_LORA:=256}" "${KV_LORA:=128}" "${NOPE:=64}" "${ROPE:=32}" "${VDIM:=64}"
+	: "${IDX_HEADS:=4}" "${IDX_DIM:=64}" "${TOPK:=256}"
+	# Data: retrieval documents of 512–4096 tokens, 8 facts and 8
+	# questions each (every answer needs a fact far back), and stories.
+	: "${SEQ:=4096}" "${RET_MIN:=512}" "${N_RET:=4000}" "${N_STORIES:=40000}" "${PAIRS:=8}"
+	: "${BATCH:=2}" "${ACCUM:=1}"
+	# Steps (the lead sizes these from a probe run: see docs/dsa-experiment.md).
+	: "${STEPS_PRE:=1200}" "${STEPS_WARM:=150}" "${STEPS_SPARSE:=300}"
+	: "${LR_PRE:=1.5e-3}" "${LR_WARM:=1e-3}" "${LR_SPARSE:=3e-4}" "${WARMUP_PRE:=100}" "${WARMUP_DSA:=20}"
+	# Time caps (s) per stage, a safety net: SIGINT saves a checkpoint and the
+	# pipeline goes on from it (compile time included).
+	: "${CAP_PRE:=230}" "${CAP_WARM:=70}" "${CAP_SPARSE:=150}"
+	: "${N_EVAL:=100}" "${EVAL_ROWS:=16}" "${EVAL_BATCH:=4}" "${JOBS:=6}" "${CAP_EVAL:=150}"
+	if [[ $SCALE == probe ]]; then
+		STEPS_PRE=${PROBE_STEPS:-12} STEPS_WARM=${PROBE_STEPS:-12} STEPS_SPARSE=${PROBE_STEPS:-12}
+		WARMUP_PRE=2 WARMUP_DSA=2 N_RET=200 N_STORIES=2000 N_EVAL=8 EVAL_ROWS=4
+	fi
+	;;
+cpu)
+	: "${LAYERS:=2}" "${HIDDEN:=64}" "${HEADS:=4}" "${INTER:=128}" "${MOE_INTER:=32}" "${EXPERTS:=8}"
+	: "${Q_LORA:=48}" "${KV_LORA:=32}" "${NOPE:=16}" "${ROPE:=8}" "${VDIM:=16}"
+	: "${IDX_HEADS:=4}" "${IDX_DIM:=32}" "${TOPK:=32}"
+	: "${SEQ:=256}" "${RET_MIN:=160}" "${N_RET:=300}" "${N_STORIES:=2000}" "${PAIRS:=2}"
+	: "${BATCH:=4}" "${ACCUM:=1}"
+	: "${STEPS_PRE:=40}" "${STEPS_WARM:=10}" "${STEPS_SPARSE:=12}"
+	: "${LR_PRE:=3e-3}" "${LR_WARM:=1e-3}" "${LR_SPARSE:=1e-3}" "${WARMUP_PRE:=5}" "${WARMUP_DSA:=2}"
+	: "${CAP_PRE:=600}" "${CAP_WARM:=600}" "${CAP_SPARSE:=600}"
+	: "${N_EVAL:=8}" "${EVAL_ROWS:=4}" "${EVAL_BATCH:=4}" "${JOBS:=2}" "${CAP_EVAL:=300}"
+	;;
+*)
+	echo "scale $SCALE: want gpu, probe or cpu" >&2
+	exit 2
+	;;
+esac
+HELD_OUT=${HELD_OUT:-0.01}
+EVAL_SEED=${EVAL_SEED:-1000003} # training data uses seeds 1 and 2
+if [[ -z ${DTYPE:-} ]]; then
+	DTYPE=f32
+	if [[ $BACKEND == xla:* ]]; then DTYPE=bf16; fi
+fi
+
+mkdir -p "$OUT"/{data,runs,eval,logs}
+OUT=$(cd "$OUT" && pwd)
+T0=$SECONDS
+say() { echo "== [$((SECONDS - T0))s] $*"; }
+
+# stage NAME CAP CMD...: run CMD, logging to logs/NAME.log; stopped (and
+# checkpointed) by SIGINT after CAP seconds.
+stage() {
+	local name=$1 cap=$2
+	shift 2
+	say "$name: start (cap ${cap}s)"
+	local t=$SECONDS rc=0
+	timeout -s INT -k 60 "$cap" "$@" >"$OUT/logs/$name.log" 2>&1 || rc=$?
+	if [[ $rc == 124 ]]; then
+		say "$name: stopped at its cap (${cap}s): $(grep -c . "$OUT/runs/$name/metrics.jsonl" 2>/dev/null || echo 0) steps"
+	elif [[ $rc != 0 ]]; then
+		say "$name: FAILED (exit $rc), last lines of logs/$name.log:"
+		tail -20 "$OUT/logs/$name.log" >&2
+		return "$rc"
+	fi
+	say "$name: done in $((SECONDS - t))s"
+}
+newest() { ls -d "$1"/step-* | sort | tail -1; }
+
+train() { # train NAME STAGE FROM STEPS LR WARMUP CAP [extra flags]
+	local name=$1 st=$2 from=$3 steps=$4 lr=$5 warm=$6 cap=$7
+	shift 7
+	stage "$name" "$cap" "$DSV32" train --stage "$st" --data "$OUT/data/shards" --tokenizer "$OUT/data/tokenizer.json" \
+		--out "$OUT/runs/$name" --steps "$steps" --lr "$lr" --warmup "$warm" --batch "$BATCH" --accum "$ACCUM" --seq-len "$SEQ" \
+		--held-out "$HELD_OUT" --eval-rows "$EVAL_ROWS" --eval-every "$(((steps + 3) / 4))" --save-every "$steps" --keep 1 \
+		--dtype "$DTYPE" --backend "$BACKEND" --no-bar "$from" "$@"
+}
+
+write_config() {
+	local lt="" mt="" i
+	for ((i = 0; i < LAYERS; i++)); do
+		lt+=", \"deepseek_sparse_attention\""
+		if ((i == 0)); then mt+=", \"dense\""; else mt+=", \"sparse\""; fi
+	done
+	lt=${lt#, } mt=${mt#, }
+	cat >"$OUT/data/config.json" <<JSON
+{
+  "architectures": ["DeepseekV32ForCausalLM"],
+  "attention_bias": false,
+  "attention_dropout": 0.0,
+  "bos_token_id": 0,
+  "eos_token_id": 1,
+  "first_k_dense_replace": 1,
+  "head_dim": $ROPE,
+  "hidden_act": "silu",
+  "hidden_size": $HIDDEN,
+  "index_head_dim": $IDX_DIM,
+  "index_n_heads": $IDX_HEADS,
+  "index_topk": $TOPK,
+  "initializer_range": 0.02,
+  "intermediate_size": $INTER,
+  "kv_lora_rank": $KV_LORA,
+  "layer_types": [$lt],
+  "max_position_embeddings": $((SEQ * 2)),
+  "mlp_bias": false,
+  "mlp_layer_types": [$mt],
+  "model_type": "deepseek_v32",
+  "moe_intermediate_size": $MOE_INTER,
+  "n_group": 4,
+  "n_routed_experts": $EXPERTS,
+  "n_shared_experts": 1,
+  "norm_topk_prob": true,
+  "num_attention_heads": $HEADS,
+  "num_experts_per_tok": 2,
+  "num_hidden_layers": $LAYERS,
+  "num_key_value_heads": $HEADS,
+  "pad_token_id": null,
+  "q_lora_rank": $Q_LORA,
+  "qk_head_dim": $((NOPE + ROPE)),
+  "qk_nope_head_dim": $NOPE,
+  "qk_rope_head_dim": $ROPE,
+  "rms_norm_eps": 1e-06,
+  "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
+  "routed_scaling_factor": 2.5,
+  "tie_word_embeddings": false,
+  "topk_group": 2,
+  "use_cache": true,
+  "v_head_dim": $VDIM,
+  "vocab_size": 1427
+}
+JSON
+}
+
+# --- data: stories + retrieval documents, one tokenizer, token shards --------
+say "data ($SCALE scale: seq $SEQ, index_topk $TOPK, $N_RET retrieval documents, $N_STORIES stories)"
+cp "$TOKENIZER" "$OUT/data/tokenizer.json"
+"$DSV32" eval synth --n "$N_RET" --tokens "$RET_MIN" --max-tokens "$SEQ" --pairs "$PAIRS" --questions "$PAIRS" \
+	--seed 1 --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/retrieval.jsonl" >"$OUT/logs/data.log" 2>&1
+"$DSV32" data synth --task stories --n "$N_STORIES" --seed 2 --out "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
+rm -rf "$OUT/data/shards"
+"$DSV32" data tokenize --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/shards" \
+	"$OUT/data/retrieval.jsonl" "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
+write_config
+"$DSV32" info "$OUT/data/config.json" >"$OUT/logs/info.log" 2>&1
+grep -i "param" "$OUT/logs/info.log" | head -4 || true
+"$DSV32" data inspect "$OUT/data/shards" --show 0 2>&1 | grep -E "^[0-9]+ shards|^document tokens" || true
+
+# --- dense pre-training ------------------------------------------------------
+train pretrain pretrain "--config=$OUT/data/config.json" "$STEPS_PRE" "$LR_PRE" "$WARMUP_PRE" "$CAP_PRE"
+PRE=$(newest "$OUT/runs/pretrain")
+
+# --- after pre-training, three branches at once ------------------------------
+# (b) stage 2 from the dense checkpoint; dense-more: as many dense steps; and
+# (a) stage 1 then stage 2.
+pids=()
+train stage2-only dsa-sparse "--model=$PRE" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE" &
+pids+=($!)
+train dense-more pretrain "--model=$PRE" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE" &
+pids+=($!)
+(
+	train stage1 dsa-warmup "--model=$PRE" "$STEPS_WARM" "$LR_WARM" "$WARMUP_DSA" "$CAP_WARM"
+	train stage1+2 dsa-sparse "--model=$(newest "$OUT/runs/stage1")" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE"
+) &
+pids+=($!)
+fail=0
+for p in "${pids[@]}"; do wait "$p" || fail=1; done
+((fail == 0)) || {
+	say "a training branch failed"
+	exit 1
+}
+
+# --- evaluation: every arm on held-out retrieval documents and held-out rows --
+declare -A CKPT=(
+	[dense]=$PRE [dense-topk]=$PRE
+	[stage1-topk]=$(newest "$OUT/runs/stage1")
+	[stage1+2]=$(newest "$OUT/runs/stage1+2")
+	[stage2-only]=$(newest "$OUT/runs/stage2-only")
+	[dense-more]=$(newest "$OUT/runs/dense-more")
+)
+ARMS=(dense dense-topk stage1-topk stage1+2 stage2-only dense-more)
+evaluate() { # evaluate ARM KIND
+	local arm=$1 kind=$2 attn=()
+	if [[ $arm == dense || $arm == dense-more ]]; then attn=(--dense); fi
+	local common=(--model "${CKPT[$arm]}" --backend "$BACKEND" --dtype "$DTYPE" --batch "$EVAL_BATCH" "${attn[@]}"
+		--json "$OUT/eval/$arm.$kind.json")
+	if [[ $kind == retrieval ]]; then
+		timeout -k 10 "$CAP_EVAL" "$DSV32" eval retrieval "${common[@]}" --n "$N_EVAL" --tokens "$SEQ" --pairs "$PAIRS" --seed "$EVAL_SEED"
+	else
+		timeout -k 10 "$CAP_EVAL" "$DSV32" eval lm "${common[@]}" --data "$OUT/data/shards" --held-out "$HELD_OUT" --rows "$EVAL_ROWS" --seq-len "$SEQ"
+	fi >"$OUT/logs/eval-$arm-$kind.log" 2>&1 || {
+		echo "eval $arm $kind FAILED:" >&2
+		tail -5 "$OUT/logs/eval-$arm-$kind.log" >&2
+		return 1
+	}
+	say "eval $arm $kind: $(tail -1 "$OUT/logs/eval-$arm-$kind.log")"
+}
+say "evaluation: ${#ARMS[@]} arms, $N_EVAL retrieval documents of $SEQ tokens (seed $EVAL_SEED), $EVAL_ROWS held-out rows"
+pids=()
+for arm in "${ARMS[@]}"; do
+	for kind in retrieval lm; do
+		while (($(jobs -rp | wc -l) >= JOBS)); do wait -n || true; done
+		evaluate "$arm" "$kind" &
+		pids+=($!)
+	done
+done
+for p in "${pids[@]}"; do wait "$p" || fail=1; done
+
+# --- summary and charts --------------------------------------------------------
+arms=$(IFS=,; echo "${ARMS[*]}")
+"$DSV32" eval summary "$OUT" --arms "$arms" >"$OUT/logs/summary.log" 2>&1 || {
+	tail -20 "$OUT/logs/summary.log" >&2
+	exit 1
+}
+cat "$OUT/summary.md"
+if ((fail != 0)); then say "some evaluations failed (logs/eval-*.log)"; fi
+say "finished: $OUT/summary.json, summary.md, bars.png, stage2-lm.png, kl.png, pretrain.png"
+exit "$fail"
