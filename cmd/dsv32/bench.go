@@ -24,6 +24,7 @@ type benchCmd struct {
 	Decode  benchDecodeCmd  `cmd:"" help:"Decode tokens/s and prefill time on a random model, with each step's memory-bandwidth floor."`
 	Sparse  benchSparseCmd  `cmd:"" help:"Per-token decode cost against position, sparse (DSA) vs dense attention; writes a PNG chart."`
 	Forward benchForwardCmd `cmd:"" help:"Time one forward pass (no cache), sparse vs dense."`
+	Train   benchTrainCmd   `cmd:"" help:"Training tokens/s and MFU of the real trainer step on a random model (peer: bench/hf_train.py)."`
 }
 
 // preset3B is the issue's ~3.0B configuration, run side by side with transformers.
