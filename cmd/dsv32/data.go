@@ -19,6 +19,7 @@ import (
 type dataCmd struct {
 	Tokenize dataTokenizeCmd `cmd:"" help:"Tokenise text files into uint32 shards and an index.json."`
 	Synth    dataSynthCmd    `cmd:"" help:"Generate a synthetic task as JSONL: retrieval (long context), stories, arith, copy, reverse."`
+	Ladder   dataLadderCmd   `cmd:"" help:"Write SFT conversations (JSONL) from a task of the RL ladder: reverse, add, countdown, …"`
 	Inspect  dataInspectCmd  `cmd:"" help:"Summarise a tokenised dataset; with --tokenizer, decode a document."`
 }
 

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/dsv32/dsv32/env"
 	"github.com/dsv32/dsv32/internal/testutil"
 	"github.com/dsv32/dsv32/model"
 	"github.com/dsv32/dsv32/tokenizer"
@@ -70,7 +72,77 @@ func TestRLCommand(t *testing.T) {
 	if _, err := model.Load(matches[0], dtypes.Float32); err != nil {
 		t.Errorf("the saved policy does not load: %v", err)
 	}
+	// --steps 0 only evaluates: eval.json holds a held-out accuracy.
+	evalOut := filepath.Join(dir, "eval")
+	if err := runCLI(t, "rl", "--model", pol, "--task", "reverse:min=3,max=5", "--out", evalOut, "--steps", "0",
+		"--max-tokens", "6", "--raw", "--eval-n", "4"); err != nil {
+		t.Fatal(err)
+	}
+	var ev struct {
+		Accuracy *float64
+		N        int
+	}
+	if b, err := os.ReadFile(filepath.Join(evalOut, "eval.json")); err != nil {
+		t.Fatal(err)
+	} else if err := json.Unmarshal(b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Accuracy == nil || *ev.Accuracy < 0 || *ev.Accuracy > 1 || ev.N != 4 {
+		t.Errorf("eval.json: accuracy %v over %d problems", ev.Accuracy, ev.N)
+	}
+	if m, _ := filepath.Glob(filepath.Join(evalOut, "step-*")); len(m) != 0 || fileExists(filepath.Join(evalOut, "metrics.jsonl")) {
+		t.Errorf("--steps 0 trained: %v", m)
+	}
 	if err := runCLI(t, "rl", "--model", pol, "--task", "nonsense", "--out", out); err == nil {
 		t.Error("an unknown task was accepted")
 	}
+}
+
+// TestDataLadder writes SFT conversations from the ladder: each is a user
+// prompt and the reference answer, drawn from the asked split only.
+func TestDataLadder(t *testing.T) {
+	dir := t.TempDir()
+	for _, split := range []string{"train", "test"} {
+		out := filepath.Join(dir, split+".jsonl")
+		if err := runCLI(t, "data", "ladder", "--task", "reverse:min=3,max=6", "--n", "50", "--split", split, "--out", out); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) != 50 {
+			t.Fatalf("%s: %d lines, want 50", split, len(lines))
+		}
+		for _, l := range lines {
+			var conv struct {
+				Messages []struct{ Role, Content string }
+			}
+			if err := json.Unmarshal([]byte(l), &conv); err != nil {
+				t.Fatal(err)
+			}
+			if len(conv.Messages) != 2 || conv.Messages[0].Role != "user" || conv.Messages[1].Role != "assistant" {
+				t.Fatalf("conversation %s", l)
+			}
+			s, ok := strings.CutPrefix(conv.Messages[0].Content, "reverse ")
+			r := []rune(s)
+			slices.Reverse(r)
+			if !ok || string(r) != conv.Messages[1].Content {
+				t.Fatalf("answer of %q is %q", conv.Messages[0].Content, conv.Messages[1].Content)
+			}
+			// Reverse's canonical key is its input string.
+			if got := env.SplitOf("reverse:" + s); split == "test" && got != env.Test || split == "train" && got != env.Train {
+				t.Errorf("%q is in split %v, asked for %s", s, got, split)
+			}
+		}
+	}
+	if err := runCLI(t, "data", "ladder", "--task", "reverse:min=9,max=3", "--out", filepath.Join(dir, "x.jsonl")); err == nil {
+		t.Error("bad knobs were accepted")
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
