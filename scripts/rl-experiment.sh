@@ -64,6 +64,11 @@ JSON
 			--eval-every "$SAVE" --held-out 0.01 --no-bar --backend "$BACKEND" >"$OUT/sft/${NAMES[$i]}.log" 2>&1 &
 	done
 	wait
+	if [[ -n ${PICKS:-} ]]; then
+		# Known picks (e.g. "reverse=step-00000200 add=step-00000400"): no sweep.
+		for p in $PICKS; do printf '%s\t%s\n' "${p%%=*}" "${p#*=}"; done >"$OUT/sft/picks.tsv"
+		return
+	fi
 	# Held-out greedy accuracy of every checkpoint.
 	for i in 0 1; do
 		for ck in "$OUT"/sft/"${NAMES[$i]}"/step-*; do
