@@ -330,7 +330,8 @@ func (s *scheduler) mixed() (bool, error) {
 	if remaining == 0 {
 		return false, nil
 	}
-	T := chunkBucket(remaining, s.e.cfg.PrefillChunk, room)
+	// The chunk shrinks to fit the budget: two steps of 16 beat a call per row.
+	T := chunkBucket(remaining, min(s.e.cfg.PrefillChunk, s.e.cfg.MixedTokens/B), room)
 	if T > room || B*T > s.e.cfg.MixedTokens {
 		return false, nil
 	}
