@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"time"
 
 	"github.com/dsv32/dsv32/engine"
@@ -33,11 +34,16 @@ type StepMetrics struct {
 	Length     float64 `json:"response_length"`
 	Truncated  float64 `json:"truncated"`
 	UpdateStats
-	HeldOut       *float64 `json:"held_out_accuracy,omitempty"`
-	RolloutTokS   float64  `json:"rollout_tokens_per_s"`
-	TrainTokS     float64  `json:"train_tokens_per_s"`
-	RolloutSecond float64  `json:"rollout_s"`
-	UpdateSecond  float64  `json:"update_s"`
+	// OffPolicy averages the statistics of mini-batches 1…μ−1, taken after
+	// the policy moved: where clipping and OPSM act (at mini-batch 0 the
+	// ratios are 1 up to numerics, so the top-level clip and mask shares
+	// monitor the sampler/trainer mismatch instead).
+	OffPolicy     *UpdateStats `json:"off_policy,omitempty"`
+	HeldOut       *float64     `json:"held_out_accuracy,omitempty"`
+	RolloutTokS   float64      `json:"rollout_tokens_per_s"`
+	TrainTokS     float64      `json:"train_tokens_per_s"`
+	RolloutSecond float64      `json:"rollout_s"`
+	UpdateSecond  float64      `json:"update_s"`
 }
 
 // Run trains the updater's policy with GRPO. The engine must run the same
@@ -73,6 +79,7 @@ func Run(ctx context.Context, eng *engine.Engine, upd *Updater, tok Tokenizer, c
 		// μ mini-batches, each an optimizer step; groups stay whole.
 		per := (cfg.PromptsPerStep + cfg.MiniBatches - 1) / cfg.MiniBatches * rc.G
 		trained := 0
+		var off []UpdateStats
 		for i, at := 0, 0; at < len(samples); i, at = i+1, at+per {
 			batch := samples[at:min(at+per, len(samples))]
 			st, err := upd.Update(batch)
@@ -81,10 +88,16 @@ func Run(ctx context.Context, eng *engine.Engine, upd *Updater, tok Tokenizer, c
 			}
 			if i == 0 {
 				met.UpdateStats = st // mini-batch 0: the sampler/trainer mismatch monitor
+			} else {
+				off = append(off, st)
 			}
 			for _, s := range batch {
 				trained += len(s.Prompt) + len(s.Result.Tokens)
 			}
+		}
+		if len(off) > 0 {
+			m := meanStats(off)
+			met.OffPolicy = &m
 		}
 		met.UpdateSecond = time.Since(t1).Seconds()
 		met.RolloutTokS = float64(gs.Tokens) / rollout.Seconds()
@@ -102,6 +115,19 @@ func Run(ctx context.Context, eng *engine.Engine, upd *Updater, tok Tokenizer, c
 		}
 	}
 	return all, nil
+}
+
+// meanStats averages mini-batches' statistics field by field.
+func meanStats(sts []UpdateStats) UpdateStats {
+	var m UpdateStats
+	mv := reflect.ValueOf(&m).Elem()
+	for _, st := range sts {
+		sv := reflect.ValueOf(st)
+		for i := range sv.NumField() {
+			mv.Field(i).SetFloat(mv.Field(i).Float() + sv.Field(i).Float()/float64(len(sts)))
+		}
+	}
+	return m
 }
 
 // Evaluate is greedy pass@1 on n held-out problems of the task.

@@ -109,6 +109,21 @@ func TestGRPORaisesReward(t *testing.T) {
 			t.Errorf("step %d: mean ρ at mini-batch 0 is %.5f: the trainer does not reproduce the sampler", s.Step, s.RatioMean)
 		}
 	}
+	// Mini-batch 1 runs after an optimizer step: its ratios have moved.
+	moved := 0.0
+	for _, s := range steps {
+		if s.OffPolicy == nil {
+			t.Fatalf("step %d: no off-policy statistics with μ = 2", s.Step)
+		}
+		moved = max(moved, s.OffPolicy.MismatchAbs)
+	}
+	t.Logf("mini-batch 1: largest mean |u−a| %.3g", moved)
+	if moved < 1e-4 {
+		t.Errorf("mini-batch 1's log-ratios never moved (max mean |u−a| %.3g): the statistics are not off-policy", moved)
+	}
+	if !strings.Contains(log.String(), `"off_policy"`) {
+		t.Error("metrics.jsonl lacks off_policy")
+	}
 	if last < first+0.1 {
 		t.Errorf("GRPO did not raise the reward: %.3f → %.3f", first, last)
 	}

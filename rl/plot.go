@@ -38,6 +38,18 @@ func Plot(dir string, steps []StepMetrics) error {
 			{"KL (ρ·k3)", func(m StepMetrics) (float64, bool) { return m.KL, true }},
 			{"routing mismatch", func(m StepMetrics) (float64, bool) { return m.RoutingMismatch, true }},
 			{"sampling-mask mismatch", func(m StepMetrics) (float64, bool) { return m.SamplingMaskMismatch, true }},
+			{"clip (mini-batches ≥ 1)", func(m StepMetrics) (float64, bool) {
+				if m.OffPolicy == nil {
+					return 0, false
+				}
+				return m.OffPolicy.ClipLow + m.OffPolicy.ClipHigh, true
+			}},
+			{"masked (mini-batches ≥ 1)", func(m StepMetrics) (float64, bool) {
+				if m.OffPolicy == nil {
+					return 0, false
+				}
+				return m.OffPolicy.Masked, true
+			}},
 		}},
 		{"length.png", "GRPO: entropy over the kept set and response length", "", []series{
 			{"entropy", func(m StepMetrics) (float64, bool) { return m.Entropy, true }},

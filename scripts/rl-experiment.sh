@@ -102,9 +102,12 @@ run_rl() {
 	shift 4
 	mkdir -p "$OUT/rl/$name"
 	timeout "${RL_TIMEOUT:-3000}" "$BIN" rl --model "$ck" --task "$task" --out "$OUT/rl/$name" --steps "$RL_STEPS" \
-		--prompts "$PROMPTS" --group "$GROUP" --mini-batches 4 --lr "${RL_LR:-1e-4}" --warmup 5 --top-p 0.95 \
+		--prompts "$PROMPTS" --group "$GROUP" --mini-batches "${MU:-4}" --lr "${RL_LR:-1e-5}" --warmup 5 --top-p 0.95 \
 		--max-tokens 16 --eval-every "$EVAL_EVERY" --eval-n "$EVAL_N" --seed "$seed" --backend "$BACKEND" "$@" \
 		>"$OUT/rl/$name.log" 2>&1 &
+	# At most JOBS runs at once (XLA compiles are CPU-bound; the Go backend
+	# uses every core for one run).
+	while (($(jobs -rp | wc -l) >= ${JOBS:-16})); do wait -n || true; done
 }
 
 rl() {

@@ -20,7 +20,7 @@ import (
 // dsv32 rl) in one PNG: how runs with different seeds or switches compare.
 // Runs given under the same label are averaged step by step (seeds).
 type plotCmd struct {
-	Y     string   `required:"" placeholder:"FIELD" help:"The metric to chart, a JSON field of the lines, e.g. held_out_accuracy, reward_mean, eval_loss."`
+	Y     string   `required:"" placeholder:"FIELD" help:"The metric to chart, a JSON field of the lines (a dotted path for nested ones), e.g. held_out_accuracy, reward_mean, eval_loss, off_policy.Masked."`
 	X     string   `default:"step" placeholder:"FIELD" help:"The x-axis field."`
 	Title string   `help:"Chart title (default: the metric)."`
 	Out   string   `required:"" type:"path" placeholder:"FILE.png" help:"Where to write the chart."`
@@ -94,8 +94,8 @@ func readSeries(path, x, y string) (map[float64]float64, error) {
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			return nil, fmt.Errorf("plot: %s:%d: %w", path, line, err)
 		}
-		xv, okx := m[x].(float64)
-		yv, oky := m[y].(float64)
+		xv, okx := field(m, x)
+		yv, oky := field(m, y)
 		if okx && oky {
 			pts[xv] = yv
 		}
@@ -104,6 +104,20 @@ func readSeries(path, x, y string) (map[float64]float64, error) {
 		return nil, fmt.Errorf("plot: %s: %w", path, err)
 	}
 	return pts, nil
+}
+
+// field reads a number at a dotted path ("off_policy.Masked").
+func field(m map[string]any, path string) (float64, bool) {
+	var v any = m
+	for key := range strings.SplitSeq(path, ".") {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return 0, false
+		}
+		v = obj[key]
+	}
+	f, ok := v.(float64)
+	return f, ok
 }
 
 // meanSeries averages runs at the x values every run has.

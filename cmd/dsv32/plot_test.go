@@ -31,6 +31,12 @@ func TestPlotAveragesSeeds(t *testing.T) {
 	if len(pa) != 1 || pa[2] != 0.5 {
 		t.Fatalf("held-out series of a = %v, want only step 2 = 0.5", pa)
 	}
+	nested := write("n.jsonl", `{"step":1,"off_policy":{"Masked":0.25}}
+{"step":2,"off_policy":null}
+`)
+	if pn, err := readSeries(nested, "step", "off_policy.Masked"); err != nil || len(pn) != 1 || pn[1] != 0.25 {
+		t.Fatalf("nested series = %v, %v; want step 1 = 0.25 only", pn, err)
+	}
 	ra, _ := readSeries(a, "step", "reward_mean")
 	rb, _ := readSeries(b, "step", "reward_mean")
 	got := meanSeries([]map[float64]float64{ra, rb})
