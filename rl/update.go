@@ -187,6 +187,9 @@ func (u *Updater) pack(samples []Sample) ([]any, error) {
 			Kmax = max(Kmax, len(t.Kept))
 		}
 	}
+	// Every new shape is a new compiled step: round the lengths up to a few
+	// sizes (rows of padding are masked out; kept ids of -1 are padding).
+	S, R, Kmax = shapeBucket(S), shapeBucket(R), shapeBucket(Kmax)
 	K := cfg.NumExpertsPerTok
 	tokens, pos, mask := make([]int32, B*S), make([]int32, B*S), make([]float32, B*S)
 	respPos, targets, old, respMask := make([]int32, B*R), make([]int32, B*R), make([]float32, B*R), make([]float32, B*R)
@@ -244,6 +247,20 @@ func (u *Updater) pack(samples []Sample) ([]any, error) {
 		args = append(args, tensors.FromFlatDataAndDimensions(r, B, S, K))
 	}
 	return args, nil
+}
+
+// shapeBucket rounds n up to 8, 12, 16, 24, 32, 48, 64, …: at most 1.5×
+// padding, and a handful of shapes for any mix of lengths.
+func shapeBucket(n int) int {
+	b := 8
+	for b < n {
+		if b&(b-1) == 0 {
+			b += b / 2
+		} else {
+			b = b / 3 * 4
+		}
+	}
+	return b
 }
 
 func idsOf(ts []engine.Token) []int32 {

@@ -37,6 +37,9 @@ func (t *Trainer) Custom(fn LossFunc) (*CustomStep, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: custom step: %w", err)
 	}
+	// One compiled step per input shape: callers bucket their shapes (rl
+	// does), and the cache holds more of them than GoMLX's default 32.
+	exec.SetMaxCache(256)
 	return &CustomStep{t: t, exec: exec}, nil
 }
 
