@@ -138,8 +138,14 @@ func (c *rlCmd) Run() error {
 	defer cancel()
 	cfg := rl.Config{Steps: c.Steps, PromptsPerStep: c.Prompts, MiniBatches: c.MiniBatches, Task: task, Seed: c.Seed,
 		EvalEvery: c.EvalEvery, EvalN: c.EvalN, Metrics: metrics, Rollout: rollout}
-	if acc, err := rl.Evaluate(ctx, eng, tok, task, cfg.Rollout, c.Seed, c.EvalN); err == nil {
-		slog.Info("held-out accuracy before RL", "task", c.Task, "accuracy", acc)
+	// Step 0 of metrics.jsonl is the starting point: held-out accuracy only.
+	acc, err := rl.Evaluate(ctx, eng, tok, task, cfg.Rollout, c.Seed, c.EvalN)
+	if err != nil {
+		return err
+	}
+	slog.Info("held-out accuracy before RL", "task", c.Task, "accuracy", acc)
+	if err := json.NewEncoder(metrics).Encode(map[string]any{"step": 0, "held_out_accuracy": acc}); err != nil {
+		return err
 	}
 	steps, err := rl.Run(ctx, eng, upd, tok, cfg)
 	for _, s := range steps {

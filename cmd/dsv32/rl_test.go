@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,13 +53,15 @@ func TestRLCommand(t *testing.T) {
 	defer f.Close()
 	lines := 0
 	for sc := bufio.NewScanner(f); sc.Scan(); {
-		if !strings.Contains(sc.Text(), `"held_out_accuracy"`) || !strings.Contains(sc.Text(), `"RatioMean"`) {
-			t.Errorf("metrics line lacks fields: %s", sc.Text())
+		// Line 0 is the starting accuracy alone; then one line per step.
+		if !strings.Contains(sc.Text(), `"held_out_accuracy"`) || (lines > 0) != strings.Contains(sc.Text(), `"RatioMean"`) ||
+			!strings.Contains(sc.Text(), fmt.Sprintf(`"step":%d`, lines)) {
+			t.Errorf("metrics line %d lacks fields: %s", lines, sc.Text())
 		}
 		lines++
 	}
-	if lines != 2 {
-		t.Errorf("%d metrics lines, want 2", lines)
+	if lines != 3 {
+		t.Errorf("%d metrics lines, want 3", lines)
 	}
 	for _, png := range []string{"reward.png", "stability.png", "length.png"} {
 		if st, err := os.Stat(filepath.Join(out, png)); err != nil || st.Size() == 0 {
