@@ -20,11 +20,12 @@ import (
 // dsv32 rl) in one PNG: how runs with different seeds or switches compare.
 // Runs given under the same label are averaged step by step (seeds).
 type plotCmd struct {
-	Y     string   `required:"" placeholder:"FIELD" help:"The metric to chart, a JSON field of the lines (a dotted path for nested ones), e.g. held_out_accuracy, reward_mean, eval_loss, off_policy.Masked."`
-	X     string   `default:"step" placeholder:"FIELD" help:"The x-axis field."`
-	Title string   `help:"Chart title (default: the metric)."`
-	Out   string   `required:"" type:"path" placeholder:"FILE.png" help:"Where to write the chart."`
-	Runs  []string `arg:"" placeholder:"LABEL=METRICS.jsonl" help:"Runs to chart; repeat a label to average its runs (e.g. seeds)."`
+	Y      string   `required:"" placeholder:"FIELD" help:"The metric to chart, a JSON field of the lines (a dotted path for nested ones), e.g. held_out_accuracy, reward_mean, eval_loss, off_policy.Masked."`
+	X      string   `default:"step" placeholder:"FIELD" help:"The x-axis field."`
+	Title  string   `help:"Chart title (default: the metric)."`
+	Legend string   `default:"bottom-right" enum:"top-left,top-right,bottom-left,bottom-right" help:"Corner of the legend."`
+	Out    string   `required:"" type:"path" placeholder:"FILE.png" help:"Where to write the chart."`
+	Runs   []string `arg:"" placeholder:"LABEL=METRICS.jsonl" help:"Runs to chart; repeat a label to average its runs (e.g. seeds)."`
 }
 
 func (c *plotCmd) Run() error {
@@ -50,7 +51,8 @@ func (c *plotCmd) Run() error {
 		p.Title.Text = c.Y
 	}
 	p.X.Label.Text, p.Y.Label.Text = c.X, c.Y
-	p.Legend.Top = true
+	p.Legend.Top = strings.HasPrefix(c.Legend, "top")
+	p.Legend.Left = strings.HasSuffix(c.Legend, "left")
 	var args []any
 	for _, label := range order {
 		runs := byLabel[label]
@@ -68,7 +70,7 @@ func (c *plotCmd) Run() error {
 		return fmt.Errorf("plot: %w", err)
 	}
 	tmp := filepath.Join(filepath.Dir(c.Out), ".tmp-"+filepath.Base(c.Out))
-	if err := p.Save(8*vg.Inch, 4.5*vg.Inch, tmp); err != nil {
+	if err := p.Save(9*vg.Inch, 5*vg.Inch, tmp); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("plot: %w", err)
 	}
