@@ -175,7 +175,7 @@ JSON
 # --- data: stories + retrieval documents, one tokenizer, token shards --------
 say "data ($SCALE scale: seq $SEQ, index_topk $TOPK, $N_RET retrieval documents, $N_STORIES stories)"
 cp "$TOKENIZER" "$OUT/data/tokenizer.json"
-"$DSV32" eval synth --n "$N_RET" --tokens "$RET_MIN" --max-tokens "$SEQ" --pairs "$PAIRS" --questions "$PAIRS" \
+"$DSV32" data synth --task retrieval --n "$N_RET" --tokens "$RET_MIN" --max-tokens "$SEQ" --pairs "$PAIRS" --questions "$PAIRS" \
 	--seed 1 --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/retrieval.jsonl" >"$OUT/logs/data.log" 2>&1
 "$DSV32" data synth --task stories --n "$N_STORIES" --seed 2 --out "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
 rm -rf "$OUT/data/shards"

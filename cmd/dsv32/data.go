@@ -113,7 +113,8 @@ type dataSynthCmd struct {
 	N         int    `default:"1000" help:"Examples to generate."`
 	Tokens    int    `default:"4096" placeholder:"L" help:"retrieval: tokens per document (measured with --tokenizer, else estimated)."`
 	MaxTokens int    `default:"0" placeholder:"L" help:"retrieval: when above --tokens, lengths are uniform in [--tokens, --max-tokens]."`
-	Pairs     int    `default:"4" help:"retrieval: secret numbers per document, one asked for."`
+	Pairs     int    `default:"4" help:"retrieval: secret numbers per document."`
+	Questions int    `default:"0" help:"retrieval: facts asked at the end, each question followed by its answer (0: one; at most --pairs)."`
 	Digits    int    `default:"0" help:"retrieval: digits per secret number (0: 6); arith: digits per operand (0: 2)."`
 	Words     int    `default:"0" help:"stories: words per word list, the vocabulary's size (0: all)."`
 	Seed      uint64 `default:"1" help:"Example i of a seed is always the same."`
@@ -128,7 +129,7 @@ func (c *dataSynthCmd) Run() error {
 	var g data.Generator
 	switch c.Task {
 	case "retrieval":
-		t := data.Retrieval{Tokens: c.Tokens, MaxTokens: c.MaxTokens, Pairs: c.Pairs, Digits: c.Digits}
+		t := data.Retrieval{Tokens: c.Tokens, MaxTokens: c.MaxTokens, Pairs: c.Pairs, Digits: c.Digits, Questions: c.Questions}
 		if c.Tokens < 1 {
 			return fmt.Errorf("data synth: --tokens %d, want at least 1", c.Tokens)
 		}

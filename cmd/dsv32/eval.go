@@ -39,7 +39,6 @@ import (
 type evalCmd struct {
 	Retrieval evalRetrievalCmd `cmd:"" help:"Held-out long-context retrieval: exact answer accuracy (teacher-forced argmax = greedy decoding of the answer) and LM loss."`
 	LM        evalLMCmd        `cmd:"" name:"lm" help:"Held-out LM loss on token shards: the rows dsv32 train evaluates (same split and packing), dense or sparse."`
-	Synth     evalSynthCmd     `cmd:"" help:"Retrieval training data with several questions per document (JSONL, as data synth writes)."`
 	Summary   evalSummaryCmd   `cmd:"" help:"Collect an experiment directory's eval JSONs and runs into summary.json, summary.md and charts."`
 }
 
@@ -422,44 +421,6 @@ func (c *evalLMCmd) Run() error {
 	res.LMLoss = sum / float64(max(res.Tokens, 1))
 	res.Seconds = time.Since(start).Seconds()
 	return evalReport(res, c.JSON, fmt.Sprintf("lm %s (%s): loss %.4f over %d tokens in %d rows of %d", c.Model, evalAttn(c.Dense), res.LMLoss, res.Tokens, res.Rows, c.SeqLen))
-}
-
-// ---------------------------------------------------------------------------
-// eval synth
-
-type evalSynthCmd struct {
-	N         int    `default:"1000" help:"Documents to generate."`
-	Tokens    int    `default:"4096" placeholder:"L" help:"Tokens per document (measured with --tokenizer, else estimated)."`
-	MaxTokens int    `default:"0" placeholder:"L" help:"When above --tokens, lengths are uniform in [--tokens, --max-tokens]."`
-	Pairs     int    `default:"8" help:"Secret numbers per document."`
-	Questions int    `default:"8" help:"Facts asked at the end, each question followed by its answer (at most --pairs)."`
-	Digits    int    `default:"0" help:"Digits per secret number (0: 6)."`
-	Seed      uint64 `default:"1" help:"Example i of a seed is always the same."`
-	Tokenizer string `type:"existingfile" placeholder:"PATH" help:"A tokenizer.json to measure lengths exactly."`
-	Out       string `required:"" type:"path" placeholder:"FILE.jsonl" help:"Where to write the documents."`
-}
-
-func (c *evalSynthCmd) Run() error {
-	if c.N < 1 || c.Tokens < 1 {
-		return fmt.Errorf("eval synth: --n %d, --tokens %d: want at least 1", c.N, c.Tokens)
-	}
-	t := data.Retrieval{Tokens: c.Tokens, MaxTokens: c.MaxTokens, Pairs: c.Pairs, Digits: c.Digits, Questions: c.Questions}
-	if c.Tokenizer != "" {
-		tok, err := tokenizer.Load(c.Tokenizer)
-		if err != nil {
-			return err
-		}
-		t.Count = func(s string) int { return len(tok.Encode(s)) }
-	}
-	exs, err := data.Generate(t, c.Seed, c.N)
-	if err != nil {
-		return err
-	}
-	if err := data.WriteJSONL(c.Out, exs); err != nil {
-		return err
-	}
-	fmt.Printf("wrote %s: %d retrieval documents, %d questions each\n", c.Out, len(exs), max(c.Questions, 1))
-	return nil
 }
 
 // ---------------------------------------------------------------------------

@@ -137,7 +137,7 @@ func evalNLL(logits []float32, target int) float64 {
 	return mx + math.Log(z) - float64(logits[target])
 }
 
-// TestEvalCommands runs eval synth, eval retrieval and eval summary on the
+// TestEvalCommands runs data synth (retrieval, several questions), eval retrieval and eval summary on the
 // tiny model with a small tokenizer trained here.
 func TestEvalCommands(t *testing.T) {
 	dir := t.TempDir()
@@ -160,7 +160,7 @@ func TestEvalCommands(t *testing.T) {
 	if err := tok.Save(tokPath); err != nil {
 		t.Fatal(err)
 	}
-	if err := runCLI(t, "eval", "synth", "--n", "3", "--tokens", "400", "--pairs", "3", "--questions", "3", "--tokenizer", tokPath,
+	if err := runCLI(t, "data", "synth", "--task", "retrieval", "--n", "3", "--tokens", "400", "--pairs", "3", "--questions", "3", "--tokenizer", tokPath,
 		"--out", filepath.Join(dir, "train.jsonl")); err != nil {
 		t.Fatal(err)
 	}
