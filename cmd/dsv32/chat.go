@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/dsv32/dsv32/chat"
-	"github.com/dsv32/dsv32/server"
 	"golang.org/x/term"
 )
 
@@ -31,16 +30,11 @@ func (c *chatCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
-	rt, err := c.load()
+	srv, closeAll, err := c.localServer()
 	if err != nil {
 		return err
 	}
-	defer rt.Close()
-	srv, err := server.New(rt.eng, rt.tok, server.Config{ModelName: localModel})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
+	defer closeAll()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 

@@ -12,6 +12,7 @@ import (
 	"github.com/dsv32/dsv32/engine"
 	"github.com/dsv32/dsv32/internal/defaultmodel"
 	"github.com/dsv32/dsv32/model"
+	"github.com/dsv32/dsv32/server"
 	"github.com/dsv32/dsv32/tokenizer"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/schollz/progressbar/v3"
@@ -122,4 +123,19 @@ func (f *modelFlags) load() (*loadedModel, error) {
 	slog.Info("model loaded", "model", dir, "layers", m.Config.NumHiddenLayers, "vocab", m.Config.VocabSize,
 		"context", eng.Config().MaxContext, "took", time.Since(start).Round(time.Millisecond))
 	return &loadedModel{dir: dir, eng: eng, tok: tok}, nil
+}
+
+// localServer loads the model and wraps it in an in-process server, the
+// request path run and chat share with dsv32 serve; closeAll releases both.
+func (f *modelFlags) localServer() (srv *server.Server, closeAll func(), err error) {
+	rt, err := f.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err = server.New(rt.eng, rt.tok, server.Config{ModelName: localModel})
+	if err != nil {
+		rt.Close()
+		return nil, nil, err
+	}
+	return srv, func() { srv.Close(); rt.Close() }, nil
 }

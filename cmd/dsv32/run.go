@@ -75,16 +75,11 @@ func (c *runCmd) Run() error {
 	if len(messages) == 0 {
 		return fmt.Errorf("run: give a prompt or --messages")
 	}
-	rt, err := c.load()
+	srv, closeAll, err := c.localServer()
 	if err != nil {
 		return err
 	}
-	defer rt.Close()
-	srv, err := server.New(rt.eng, rt.tok, server.Config{ModelName: localModel})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
+	defer closeAll()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	p := newPrinter(os.Stdout)
