@@ -117,6 +117,7 @@ type dataSynthCmd struct {
 	Questions int    `default:"0" help:"retrieval: facts asked at the end, each question followed by its answer (0: one; at most --pairs)."`
 	Digits    int    `default:"0" help:"retrieval: digits per secret number (0: 6); arith: digits per operand (0: 2)."`
 	Words     int    `default:"0" help:"stories: words per word list, the vocabulary's size (0: all)."`
+	Repeat    int    `default:"0" help:"stories: tell each story this many times (0: once); later tellings train copying attention."`
 	Seed      uint64 `default:"1" help:"Example i of a seed is always the same."`
 	Tokenizer string `type:"existingfile" placeholder:"PATH" help:"A tokenizer.json to measure retrieval lengths exactly."`
 	Out       string `required:"" type:"path" placeholder:"FILE.jsonl" help:"Where to write the examples, one {\"text\", \"prompt\", \"answer\", \"depth\"} a line."`
@@ -142,7 +143,7 @@ func (c *dataSynthCmd) Run() error {
 		}
 		g = t
 	case "stories":
-		g = data.Stories{Words: c.Words}
+		g = data.Stories{Words: c.Words, Repeat: c.Repeat}
 	case "arith":
 		g = data.Arith{Digits: c.Digits}
 	case "copy", "reverse":

@@ -68,6 +68,11 @@ type Stories struct {
 	Words        int // words kept per list (names, animals, objects, …); 0: all (10–24 per list)
 	MinSentences int // events between the opening and the ending; 0: 2
 	MaxSentences int // 0: 6
+	// Repeat tells each story that many times (0 or 1: once), separated by a
+	// blank line. Every telling after the first is predictable only by
+	// looking back at the first, so the text trains copying (induction)
+	// attention densely: every token supervises it, not just an answer's few.
+	Repeat int
 }
 
 func (s Stories) Generate(seed uint64, i int) (Example, error) {
@@ -75,9 +80,16 @@ func (s Stories) Generate(seed uint64, i int) (Example, error) {
 	if lo < 0 || hi < lo {
 		return Example{}, fmt.Errorf("data: stories: sentences [%d, %d] is not a range", lo, hi)
 	}
+	if s.Repeat < 0 || s.Repeat > 16 {
+		return Example{}, fmt.Errorf("data: stories: repeat %d, want 0–16", s.Repeat)
+	}
 	r := newRNG(seed, uint64(i), 1)
 	v := newVocab(s.Words)
-	return Example{Text: strings.Join(v.story(r, lo, hi), " ")}, nil
+	text := strings.Join(v.story(r, lo, hi), " ")
+	if s.Repeat > 1 {
+		text = strings.TrimSuffix(strings.Repeat(text+"\n\n", s.Repeat), "\n\n")
+	}
+	return Example{Text: text}, nil
 }
 
 func cmp0(x, def int) int {

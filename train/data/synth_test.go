@@ -173,6 +173,16 @@ func TestTasks(t *testing.T) {
 				t.Errorf("story %q", ex.Text)
 			}
 		}},
+		{"stories told 3 times", Stories{Repeat: 3}, func(t *testing.T, ex Example) {
+			parts := strings.Split(ex.Text, "\n\n")
+			if len(parts) != 3 || parts[0] != parts[1] || parts[1] != parts[2] || strings.Count(parts[0], ".") < 3 {
+				t.Errorf("story told 3 times: %q", ex.Text)
+			}
+			once, _ := Stories{}.Generate(1, 0)
+			if again, _ := (Stories{Repeat: 3}).Generate(1, 0); !strings.HasPrefix(again.Text, once.Text+"\n\n") {
+				t.Errorf("the repeated story is not the story: %q vs %q", again.Text, once.Text)
+			}
+		}},
 		{"stories, 3 words a list", Stories{Words: 3, MinSentences: 4, MaxSentences: 4}, func(t *testing.T, ex Example) {
 			for _, w := range strings.FieldsFunc(ex.Text, func(r rune) bool { return !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z') }) {
 				if contains(wordNames, w) && !contains(wordNames[:3], w) || contains(wordAnimals, w) && !contains(wordAnimals[:3], w) {
@@ -240,7 +250,7 @@ func TestTasks(t *testing.T) {
 			}
 		})
 	}
-	for _, g := range []Generator{Stories{MinSentences: 3, MaxSentences: 2}, Arith{Digits: 10}, Arith{Ops: "/"}, Copy{Letters: 27}, Copy{MinLen: 5, MaxLen: 2}} {
+	for _, g := range []Generator{Stories{MinSentences: 3, MaxSentences: 2}, Stories{Repeat: 17}, Arith{Digits: 10}, Arith{Ops: "/"}, Copy{Letters: 27}, Copy{MinLen: 5, MaxLen: 2}} {
 		if _, err := g.Generate(1, 0); err == nil {
 			t.Errorf("%+v: no error", g)
 		}
