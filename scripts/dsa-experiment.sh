@@ -47,7 +47,7 @@ gpu | probe)
 	: "${IDX_HEADS:=4}" "${IDX_DIM:=64}" "${TOPK:=256}"
 	# Data: retrieval documents of 512–4096 tokens, 8 facts and 8
 	# questions each (every answer needs a fact far back), and stories.
-	: "${SEQ:=4096}" "${RET_MIN:=512}" "${N_RET:=4000}" "${N_STORIES:=40000}" "${PAIRS:=8}"
+	: "${SEQ:=4096}" "${RET_MIN:=512}" "${N_RET:=4000}" "${N_STORIES:=40000}" "${PAIRS:=8}" "${DIGITS:=6}" "${REPEAT:=1}"
 	: "${BATCH:=2}" "${ACCUM:=1}"
 	# Steps (the lead sizes these from a probe run: see docs/dsa-experiment.md).
 	: "${STEPS_PRE:=1200}" "${STEPS_WARM:=150}" "${STEPS_SPARSE:=300}"
@@ -65,7 +65,7 @@ cpu)
 	: "${LAYERS:=2}" "${HIDDEN:=64}" "${HEADS:=4}" "${INTER:=128}" "${MOE_INTER:=32}" "${EXPERTS:=8}"
 	: "${Q_LORA:=48}" "${KV_LORA:=32}" "${NOPE:=16}" "${ROPE:=8}" "${VDIM:=16}"
 	: "${IDX_HEADS:=4}" "${IDX_DIM:=32}" "${TOPK:=32}"
-	: "${SEQ:=256}" "${RET_MIN:=160}" "${N_RET:=300}" "${N_STORIES:=2000}" "${PAIRS:=2}"
+	: "${SEQ:=256}" "${RET_MIN:=160}" "${N_RET:=300}" "${N_STORIES:=2000}" "${PAIRS:=2}" "${DIGITS:=6}" "${REPEAT:=1}"
 	: "${BATCH:=4}" "${ACCUM:=1}"
 	: "${STEPS_PRE:=40}" "${STEPS_WARM:=10}" "${STEPS_SPARSE:=12}"
 	: "${LR_PRE:=3e-3}" "${LR_WARM:=1e-3}" "${LR_SPARSE:=1e-3}" "${WARMUP_PRE:=5}" "${WARMUP_DSA:=2}"
@@ -106,7 +106,15 @@ stage() {
 	fi
 	say "$name: done in $((SECONDS - t))s"
 }
-newest() { ls -d "$1"/step-* | sort | tail -1; }
+newest() { # the newest checkpoint of a run, or a clear failure
+	local d
+	d=$(ls -d "$1"/step-* 2>/dev/null | sort | tail -1)
+	[[ -n $d ]] || {
+		echo "no checkpoint in $1 (stopped before its first step? raise its CAP_*)" >&2
+		return 1
+	}
+	echo "$d"
+}
 
 train() { # train NAME STAGE FROM STEPS LR WARMUP CAP [extra flags]
 	local name=$1 st=$2 from=$3 steps=$4 lr=$5 warm=$6 cap=$7
@@ -175,9 +183,9 @@ JSON
 # --- data: stories + retrieval documents, one tokenizer, token shards --------
 say "data ($SCALE scale: seq $SEQ, index_topk $TOPK, $N_RET retrieval documents, $N_STORIES stories)"
 cp "$TOKENIZER" "$OUT/data/tokenizer.json"
-"$DSV32" data synth --task retrieval --n "$N_RET" --tokens "$RET_MIN" --max-tokens "$SEQ" --pairs "$PAIRS" --questions "$PAIRS" \
+"$DSV32" data synth --task retrieval --n "$N_RET" --tokens "$RET_MIN" --max-tokens "$SEQ" --pairs "$PAIRS" --questions "$PAIRS" --digits "$DIGITS" \
 	--seed 1 --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/retrieval.jsonl" >"$OUT/logs/data.log" 2>&1
-"$DSV32" data synth --task stories --n "$N_STORIES" --seed 2 --out "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
+"$DSV32" data synth --task stories --n "$N_STORIES" --repeat "$REPEAT" --seed 2 --out "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
 rm -rf "$OUT/data/shards"
 "$DSV32" data tokenize --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/shards" \
 	"$OUT/data/retrieval.jsonl" "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
@@ -187,8 +195,44 @@ grep -i "param" "$OUT/logs/info.log" | head -4 || true
 "$DSV32" data inspect "$OUT/data/shards" --show 0 2>&1 | grep -E "^[0-9]+ shards|^document tokens" || true
 
 # --- dense pre-training ------------------------------------------------------
-train pretrain pretrain "--config=$OUT/data/config.json" "$STEPS_PRE" "$LR_PRE" "$WARMUP_PRE" "$CAP_PRE"
+# CURVE=K saves every K steps and measures each checkpoint's dense retrieval
+# accuracy while training goes on (eval/curve-step-*.json, N_CURVE documents):
+# whether, and when, the dense model learns the task. STOP_AFTER=pretrain
+# ends the run after pre-training.
+pre_flags=()
+curve_pid=
+if ((${CURVE:-0} > 0)); then
+	pre_flags=(--save-every "$CURVE" --keep 0)
+	curve() { # evaluate each new checkpoint until pre-training is done
+		local done=0 ck name
+		while :; do
+			[[ -e $OUT/runs/pretrain.done ]] && done=1
+			for ck in "$OUT"/runs/pretrain/step-*; do
+				name=$(basename "$ck")
+				[[ -d $ck && ! -e $OUT/eval/curve-$name.json ]] || continue
+				"$DSV32" eval retrieval --model "$ck" --backend "$BACKEND" --dtype "$DTYPE" --batch "$EVAL_BATCH" --dense \
+					--n "${N_CURVE:-50}" --tokens "$SEQ" --pairs "$PAIRS" --digits "$DIGITS" --seed "$EVAL_SEED" \
+					--json "$OUT/eval/curve-$name.json" >>"$OUT/logs/curve.log" 2>&1 &&
+					say "curve $name: $(tail -1 "$OUT/logs/curve.log")"
+			done
+			((done)) && return
+			sleep 5
+		done
+	}
+	curve &
+	curve_pid=$!
+fi
+rm -f "$OUT/runs/pretrain.done"
+train pretrain pretrain "--config=$OUT/data/config.json" "$STEPS_PRE" "$LR_PRE" "$WARMUP_PRE" "$CAP_PRE" "${pre_flags[@]}"
 PRE=$(newest "$OUT/runs/pretrain")
+if [[ -n $curve_pid ]]; then
+	touch "$OUT/runs/pretrain.done"
+	wait "$curve_pid" || true
+fi
+if [[ ${STOP_AFTER:-} == pretrain ]]; then
+	say "stopping after pre-training (STOP_AFTER=pretrain): $PRE"
+	exit 0
+fi
 
 # --- after pre-training, three branches at once ------------------------------
 # (b) stage 2 from the dense checkpoint; dense-more: as many dense steps; and
@@ -200,7 +244,8 @@ train dense-more pretrain "--model=$PRE" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_D
 pids+=($!)
 (
 	train stage1 dsa-warmup "--model=$PRE" "$STEPS_WARM" "$LR_WARM" "$WARMUP_DSA" "$CAP_WARM"
-	train stage1+2 dsa-sparse "--model=$(newest "$OUT/runs/stage1")" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE"
+	s1=$(newest "$OUT/runs/stage1") || exit 1
+	train stage1+2 dsa-sparse "--model=$s1" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE"
 ) &
 pids+=($!)
 fail=0
@@ -225,7 +270,7 @@ evaluate() { # evaluate ARM KIND
 	local common=(--model "${CKPT[$arm]}" --backend "$BACKEND" --dtype "$DTYPE" --batch "$EVAL_BATCH" "${attn[@]}"
 		--json "$OUT/eval/$arm.$kind.json")
 	if [[ $kind == retrieval ]]; then
-		timeout -k 10 "$CAP_EVAL" "$DSV32" eval retrieval "${common[@]}" --n "$N_EVAL" --tokens "$SEQ" --pairs "$PAIRS" --seed "$EVAL_SEED"
+		timeout -k 10 "$CAP_EVAL" "$DSV32" eval retrieval "${common[@]}" --n "$N_EVAL" --tokens "$SEQ" --pairs "$PAIRS" --digits "$DIGITS" --seed "$EVAL_SEED"
 	else
 		timeout -k 10 "$CAP_EVAL" "$DSV32" eval lm "${common[@]}" --data "$OUT/data/shards" --held-out "$HELD_OUT" --rows "$EVAL_ROWS" --seq-len "$SEQ"
 	fi >"$OUT/logs/eval-$arm-$kind.log" 2>&1 || {
