@@ -47,7 +47,7 @@ gpu | probe)
 	: "${IDX_HEADS:=4}" "${IDX_DIM:=64}" "${TOPK:=256}"
 	# Data: retrieval documents of 512–4096 tokens, 8 facts and 8
 	# questions each (every answer needs a fact far back), and stories.
-	: "${SEQ:=4096}" "${RET_MIN:=512}" "${N_RET:=4000}" "${N_STORIES:=40000}" "${PAIRS:=8}" "${DIGITS:=6}" "${REPEAT:=1}"
+	: "${SEQ:=4096}" "${RET_MIN:=512}" "${N_RET:=4000}" "${N_STORIES:=40000}" "${PAIRS:=8}" "${DIGITS:=6}" "${REPEAT:=1}" "${SPACED:=0}"
 	: "${BATCH:=2}" "${ACCUM:=1}"
 	# Steps (the lead sizes these from a probe run: see docs/dsa-experiment.md).
 	: "${STEPS_PRE:=1200}" "${STEPS_WARM:=150}" "${STEPS_SPARSE:=300}"
@@ -65,7 +65,7 @@ cpu)
 	: "${LAYERS:=2}" "${HIDDEN:=64}" "${HEADS:=4}" "${INTER:=128}" "${MOE_INTER:=32}" "${EXPERTS:=8}"
 	: "${Q_LORA:=48}" "${KV_LORA:=32}" "${NOPE:=16}" "${ROPE:=8}" "${VDIM:=16}"
 	: "${IDX_HEADS:=4}" "${IDX_DIM:=32}" "${TOPK:=32}"
-	: "${SEQ:=256}" "${RET_MIN:=160}" "${N_RET:=300}" "${N_STORIES:=2000}" "${PAIRS:=2}" "${DIGITS:=6}" "${REPEAT:=1}"
+	: "${SEQ:=256}" "${RET_MIN:=160}" "${N_RET:=300}" "${N_STORIES:=2000}" "${PAIRS:=2}" "${DIGITS:=6}" "${REPEAT:=1}" "${SPACED:=0}"
 	: "${BATCH:=4}" "${ACCUM:=1}"
 	: "${STEPS_PRE:=40}" "${STEPS_WARM:=10}" "${STEPS_SPARSE:=12}"
 	: "${LR_PRE:=3e-3}" "${LR_WARM:=1e-3}" "${LR_SPARSE:=1e-3}" "${WARMUP_PRE:=5}" "${WARMUP_DSA:=2}"
@@ -78,6 +78,8 @@ cpu)
 	;;
 esac
 HELD_OUT=${HELD_OUT:-0.01}
+spaced=()
+if [[ $SPACED == 1 ]]; then spaced=(--spaced); fi # digits apart: one frequent token a digit
 EVAL_SEED=${EVAL_SEED:-1000003} # training data uses seeds 1 and 2
 if [[ -z ${DTYPE:-} ]]; then
 	DTYPE=f32
@@ -183,7 +185,7 @@ JSON
 # --- data: stories + retrieval documents, one tokenizer, token shards --------
 say "data ($SCALE scale: seq $SEQ, index_topk $TOPK, $N_RET retrieval documents, $N_STORIES stories)"
 cp "$TOKENIZER" "$OUT/data/tokenizer.json"
-"$DSV32" data synth --task retrieval --n "$N_RET" --tokens "$RET_MIN" --max-tokens "$SEQ" --pairs "$PAIRS" --questions "$PAIRS" --digits "$DIGITS" \
+"$DSV32" data synth --task retrieval --n "$N_RET" --tokens "$RET_MIN" --max-tokens "$SEQ" --pairs "$PAIRS" --questions "$PAIRS" --digits "$DIGITS" "${spaced[@]}" \
 	--seed 1 --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/retrieval.jsonl" >"$OUT/logs/data.log" 2>&1
 "$DSV32" data synth --task stories --n "$N_STORIES" --repeat "$REPEAT" --seed 2 --out "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
 rm -rf "$OUT/data/shards"
@@ -211,7 +213,7 @@ if ((${CURVE:-0} > 0)); then
 				name=$(basename "$ck")
 				[[ -d $ck && ! -e $OUT/eval/curve-$name.json ]] || continue
 				"$DSV32" eval retrieval --model "$ck" --backend "$BACKEND" --dtype "$DTYPE" --batch "$EVAL_BATCH" --dense \
-					--n "${N_CURVE:-50}" --tokens "$SEQ" --pairs "$PAIRS" --digits "$DIGITS" --seed "$EVAL_SEED" \
+					--n "${N_CURVE:-50}" --tokens "$SEQ" --pairs "$PAIRS" --digits "$DIGITS" "${spaced[@]}" --seed "$EVAL_SEED" \
 					--json "$OUT/eval/curve-$name.json" >>"$OUT/logs/curve.log" 2>&1 &&
 					say "curve $name: $(tail -1 "$OUT/logs/curve.log")"
 			done
@@ -270,7 +272,7 @@ evaluate() { # evaluate ARM KIND
 	local common=(--model "${CKPT[$arm]}" --backend "$BACKEND" --dtype "$DTYPE" --batch "$EVAL_BATCH" "${attn[@]}"
 		--json "$OUT/eval/$arm.$kind.json")
 	if [[ $kind == retrieval ]]; then
-		timeout -k 10 "$CAP_EVAL" "$DSV32" eval retrieval "${common[@]}" --n "$N_EVAL" --tokens "$SEQ" --pairs "$PAIRS" --digits "$DIGITS" --seed "$EVAL_SEED"
+		timeout -k 10 "$CAP_EVAL" "$DSV32" eval retrieval "${common[@]}" --n "$N_EVAL" --tokens "$SEQ" --pairs "$PAIRS" --digits "$DIGITS" "${spaced[@]}" --seed "$EVAL_SEED"
 	else
 		timeout -k 10 "$CAP_EVAL" "$DSV32" eval lm "${common[@]}" --data "$OUT/data/shards" --held-out "$HELD_OUT" --rows "$EVAL_ROWS" --seq-len "$SEQ"
 	fi >"$OUT/logs/eval-$arm-$kind.log" 2>&1 || {

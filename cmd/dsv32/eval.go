@@ -157,6 +157,7 @@ type evalRetrievalCmd struct {
 	MaxTokens int    `default:"0" placeholder:"L" help:"When above --tokens, lengths are uniform in [--tokens, --max-tokens]."`
 	Pairs     int    `default:"4" help:"Secret numbers per document, one asked for."`
 	Digits    int    `default:"0" help:"Digits per secret number (0: 6)."`
+	Spaced    bool   `help:"Digits written apart, as 'data synth --spaced' writes them."`
 	Seed      uint64 `default:"1000003" help:"Seed of the examples: keep it apart from the training data's seeds, so they are held out."`
 }
 
@@ -205,7 +206,7 @@ func (c *evalRetrievalCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	task := data.Retrieval{Tokens: c.Tokens, MaxTokens: c.MaxTokens, Pairs: c.Pairs, Digits: c.Digits,
+	task := data.Retrieval{Tokens: c.Tokens, MaxTokens: c.MaxTokens, Pairs: c.Pairs, Digits: c.Digits, Spaced: c.Spaced,
 		Count: func(s string) int { return len(tok.Encode(s)) }}
 	exs, err := data.Generate(task, c.Seed, c.N)
 	if err != nil {

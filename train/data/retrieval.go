@@ -26,6 +26,12 @@ type Retrieval struct {
 	MaxTokens int
 	Pairs     int // facts per document, one of them asked for; 0: 4 (at most 100)
 	Digits    int // digits per secret number; 0: 6 (4–12)
+	// Spaced writes each number's digits apart ("4 8 2 9"). A tokenizer with
+	// DeepSeek's pre-tokenizer groups digits by three, so a plain number is a
+	// few of a thousand rare digit-group tokens, each seen a handful of times
+	// in training; spaced, every digit is one of ten frequent tokens, which a
+	// small model learns to copy far sooner.
+	Spaced bool
 	// Questions, when above 1, asks that many of the facts (at most Pairs),
 	// each question followed by its answer: Prompt and Answer are the first
 	// one's, and Text continues after Prompt + " " + Answer with the others
@@ -71,6 +77,9 @@ func (t Retrieval) Generate(seed uint64, i int) (Example, error) {
 				b = append(b, byte('0'+r.intn(10)))
 			}
 			values[k] = string(b)
+			if t.Spaced {
+				values[k] = strings.Join(strings.Split(values[k], ""), " ")
+			}
 		}
 		seenK[keys[k]], seenV[values[k]] = true, true
 	}

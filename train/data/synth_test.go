@@ -20,6 +20,7 @@ func TestRetrieval(t *testing.T) {
 		{"8K, 16 pairs", Retrieval{Tokens: 8192, Pairs: 16}},
 		{"6K, 8 digits, byte counter", Retrieval{Tokens: 6000, Pairs: 4, Digits: 8, Count: byteCount}},
 		{"short", Retrieval{Tokens: 200, Pairs: 2}},
+		{"2K, spaced digits", Retrieval{Tokens: 2048, Pairs: 3, Digits: 4, Spaced: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,7 +40,14 @@ func TestRetrieval(t *testing.T) {
 				if n := strings.Count(ex.Prompt, ex.Answer); n != 1 {
 					t.Errorf("example %d: the answer %s occurs %d times in the prompt", i, ex.Answer, n)
 				}
-				if _, err := strconv.Atoi(ex.Answer); err != nil || len(ex.Answer) != cmp0(tc.task.Digits, 6) {
+				digits := ex.Answer
+				if tc.task.Spaced {
+					digits = strings.ReplaceAll(digits, " ", "")
+					if len(ex.Answer) != 2*len(digits)-1 {
+						t.Errorf("spaced answer %q", ex.Answer)
+					}
+				}
+				if _, err := strconv.Atoi(digits); err != nil || len(digits) != cmp0(tc.task.Digits, 6) {
 					t.Errorf("answer %q", ex.Answer)
 				}
 				q := ex.Prompt[strings.LastIndex(ex.Prompt, "\nQuestion: What is the secret number of the ")+44:]
