@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GRPO experiment of docs/rl.md: fine-tune a small DeepSeek-V3.2-architecture
-# model on two tasks of the ladder (reverse, add), then run `dsv32 rl` from it
-# with seeds and with each stabiliser switched off.
+# model on three tasks of the ladder (reverse, add, sort), then run `dsv32 rl`
+# from it with seeds and with each stabiliser switched off. ONLY="sort" (names
+# separated by spaces) limits a phase to some tasks.
 #
 #   scripts/rl-experiment.sh BACKEND OUT sft   # data, tokenizer, SFT, held-out sweep
 #   scripts/rl-experiment.sh BACKEND OUT rl    # GRPO runs from the picked checkpoints
@@ -23,22 +24,30 @@ else
 	N=${N:-100000} SFT_STEPS=${SFT_STEPS:-1000} SAVE=${SAVE:-100} EVAL_N=${EVAL_N:-200}
 	RL_STEPS=${RL_STEPS:-60} PROMPTS=${PROMPTS:-32} GROUP=${GROUP:-8} EVAL_EVERY=${EVAL_EVERY:-5} SEEDS=${SEEDS:-"1 2 3"} BATCH=${BATCH:-64}
 fi
-TASKS=("reverse:min=4,max=12" "add")
-NAMES=(reverse add)
+TASKS=("reverse:min=4,max=12" "add" "sort:min=4,max=12")
+NAMES=(reverse add sort)
+SEQ=${SEQ:-128} # SFT rows; every conversation here is under 48 tokens
+if [[ -n ${ONLY:-} ]]; then
+	keep_t=() keep_n=()
+	for i in "${!NAMES[@]}"; do
+		if [[ " $ONLY " == *" ${NAMES[$i]} "* ]]; then keep_t+=("${TASKS[$i]}") keep_n+=("${NAMES[$i]}"); fi
+	done
+	TASKS=("${keep_t[@]}") NAMES=("${keep_n[@]}")
+fi
 mkdir -p "$OUT"
 
 sft() {
 	local data=$OUT/data
 	mkdir -p "$data"
-	for i in 0 1; do
+	for i in "${!NAMES[@]}"; do
 		"$BIN" data ladder --task "${TASKS[$i]}" --n "$N" --out "$data/${NAMES[$i]}.jsonl"
 	done
 	# Byte-level vocabulary (no merges): every digit is its own token.
-	python3 - "$data" <<'PY'
+	python3 - "$data" "${NAMES[@]}" <<'PY'
 import json, sys
 d = sys.argv[1]
 with open(f"{d}/text.txt", "w") as out:
-    for name in ("reverse", "add"):
+    for name in sys.argv[2:]:
         for line in open(f"{d}/{name}.jsonl"):
             for m in json.loads(line)["messages"]:
                 out.write(m["content"] + "\n")
@@ -57,10 +66,10 @@ PY
  "attention_bias": false, "attention_dropout": 0.0, "mlp_bias": false}
 JSON
 	mkdir -p "$OUT/sft"
-	for i in 0 1; do
+	for i in "${!NAMES[@]}"; do
 		timeout "${SFT_TIMEOUT:-3000}" "$BIN" train --stage sft --config "$data/config.json" --sft "$data/${NAMES[$i]}.jsonl" \
 			--tokenizer "$data/tokenizer.json" --out "$OUT/sft/${NAMES[$i]}" --steps "$SFT_STEPS" --batch "$BATCH" \
-			--seq-len 128 --lr 1e-3 --warmup $((SFT_STEPS / 20 + 1)) --save-every "$SAVE" --keep 0 \
+			--seq-len "$SEQ" --lr 1e-3 --warmup $((SFT_STEPS / 20 + 1)) --save-every "$SAVE" --keep 0 \
 			--eval-every "$SAVE" --held-out 0.01 --no-bar --backend "$BACKEND" >"$OUT/sft/${NAMES[$i]}.log" 2>&1 &
 	done
 	wait
@@ -70,14 +79,14 @@ JSON
 		return
 	fi
 	# Held-out greedy accuracy of every checkpoint.
-	for i in 0 1; do
+	for i in "${!NAMES[@]}"; do
 		for ck in "$OUT"/sft/"${NAMES[$i]}"/step-*; do
 			"$BIN" rl --model "$ck" --task "${TASKS[$i]}" --out "$ck/eval" --steps 0 --eval-n "$EVAL_N" \
 				--max-tokens 16 --backend "$BACKEND" >"$ck/eval.log" 2>&1 &
 		done
 	done
 	wait
-	for i in 0 1; do
+	for i in "${!NAMES[@]}"; do
 		for ck in "$OUT"/sft/"${NAMES[$i]}"/step-*; do
 			printf '%s\t%s\t%s\n' "${NAMES[$i]}" "$(basename "$ck")" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["accuracy"])' "$ck/eval/eval.json")"
 		done
@@ -114,13 +123,18 @@ rl() {
 	# The starting checkpoints: PICK_reverse / PICK_add, or sft/picks.tsv (name, step dir).
 	declare -A pick
 	while IFS=$'\t' read -r name step; do pick[$name]=$OUT/sft/$name/$step; done <"$OUT/sft/picks.tsv"
-	for i in 0 1; do
+	for i in "${!NAMES[@]}"; do
 		for s in $SEEDS; do
 			run_rl "${NAMES[$i]}-s$s" "${TASKS[$i]}" "${pick[${NAMES[$i]}]}" "$s"
 		done
 	done
 	# Ablations on add, seed 1: each stabiliser off; the KL pair with β > 0.
-	local t=${TASKS[1]} ck=${pick[add]}
+	if [[ " ${NAMES[*]} " != *" add "* ]]; then
+		wait || true
+		tail -n 2 "$OUT"/rl/*.log
+		return
+	fi
+	local t=add ck=${pick[add]}
 	run_rl add-no-opsm "$t" "$ck" 1 --no-opsm
 	run_rl add-no-keep-routing "$t" "$ck" 1 --no-keep-routing
 	run_rl add-no-keep-mask "$t" "$ck" 1 --no-keep-mask
