@@ -80,6 +80,7 @@ esac
 HELD_OUT=${HELD_OUT:-0.01}
 spaced=()
 if [[ $SPACED == 1 ]]; then spaced=(--spaced); fi # digits apart: one frequent token a digit
+spaced+=(--words "${FILLER_WORDS:-0}")               # the retrieval filler's words per list (0: all)
 EVAL_SEED=${EVAL_SEED:-1000003} # training data uses seeds 1 and 2
 if [[ -z ${DTYPE:-} ]]; then
 	DTYPE=f32

@@ -32,6 +32,11 @@ type Retrieval struct {
 	// in training; spaced, every digit is one of ten frequent tokens, which a
 	// small model learns to copy far sooner.
 	Spaced bool
+	// Words keeps the filler's word lists to that many words each (0: all),
+	// as Stories.Words does: a nearly predictable filler leaves the facts
+	// and answers as most of what a model must learn. The keys always come
+	// from the full lists.
+	Words int
 	// Questions, when above 1, asks that many of the facts (at most Pairs),
 	// each question followed by its answer: Prompt and Answer are the first
 	// one's, and Text continues after Prompt + " " + Answer with the others
@@ -62,7 +67,7 @@ func (t Retrieval) Generate(seed uint64, i int) (Example, error) {
 	if t.MaxTokens > tokens {
 		tokens = r.between(tokens, t.MaxTokens)
 	}
-	v := newVocab(0)
+	v, fv := newVocab(0), newVocab(t.Words) // keys, filler
 
 	// The facts: distinct keys (colour + animal), distinct values.
 	keys, values := make([]string, pairs), make([]string, pairs)
@@ -107,7 +112,7 @@ func (t Retrieval) Generate(seed uint64, i int) (Example, error) {
 	}
 	var filler []string
 	for used := 0; ; {
-		story := v.story(r, 2, 6)
+		story := fv.story(r, 2, 6)
 		for _, s := range story {
 			used += count(" " + s)
 			if used > budget {

@@ -21,6 +21,7 @@ func TestRetrieval(t *testing.T) {
 		{"6K, 8 digits, byte counter", Retrieval{Tokens: 6000, Pairs: 4, Digits: 8, Count: byteCount}},
 		{"short", Retrieval{Tokens: 200, Pairs: 2}},
 		{"2K, spaced digits", Retrieval{Tokens: 2048, Pairs: 3, Digits: 4, Spaced: true}},
+		{"2K, 3-word filler", Retrieval{Tokens: 2048, Pairs: 8, Words: 3}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
