@@ -190,8 +190,12 @@ cp "$TOKENIZER" "$OUT/data/tokenizer.json"
 	--seed 1 --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/retrieval.jsonl" >"$OUT/logs/data.log" 2>&1
 "$DSV32" data synth --task stories --n "$N_STORIES" --repeat "$REPEAT" --seed 2 --out "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
 rm -rf "$OUT/data/shards"
-"$DSV32" data tokenize --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/shards" \
-	"$OUT/data/retrieval.jsonl" "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
+texts=("$OUT/data/retrieval.jsonl" "$OUT/data/stories.jsonl")
+if ((${N_COPY:-0} > 0)); then # random letter strings and their copies: dense practice in copying
+	"$DSV32" data synth --task copy --n "$N_COPY" --seed 3 --out "$OUT/data/copy.jsonl" >>"$OUT/logs/data.log" 2>&1
+	texts+=("$OUT/data/copy.jsonl")
+fi
+"$DSV32" data tokenize --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/shards" "${texts[@]}" >>"$OUT/logs/data.log" 2>&1
 write_config
 "$DSV32" info "$OUT/data/config.json" >"$OUT/logs/info.log" 2>&1
 grep -i "param" "$OUT/logs/info.log" | head -4 || true
