@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"sync/atomic"
 
 	"github.com/dsv32/dsv32/model"
@@ -362,6 +364,8 @@ func (s *scheduler) mixed() (bool, error) {
 	}
 	s.e.stats.steps.Add(1)
 	V := s.e.m.Config.VocabSize
+	var draw []*seq
+	var rowLogits [][]float32
 	for b, q := range s.rows {
 		if q == nil {
 			continue
@@ -377,8 +381,10 @@ func (s *scheduler) mixed() (bool, error) {
 				continue
 			}
 		}
-		s.sample(q, res.Logits[b*V:(b+1)*V])
+		draw = append(draw, q)
+		rowLogits = append(rowLogits, res.Logits[b*V:(b+1)*V])
 	}
+	s.sampleAll(draw, rowLogits)
 	return true, nil
 }
 
@@ -449,6 +455,8 @@ func (s *scheduler) decode() error {
 	}
 	s.e.stats.steps.Add(1)
 	V := s.e.m.Config.VocabSize
+	var draw []*seq
+	var rowLogits [][]float32
 	for i, q := range s.rows {
 		if q == nil || q.prefilling() {
 			continue
@@ -457,14 +465,46 @@ func (s *scheduler) decode() error {
 			q.routes = append(q.routes, splitRoutes(res.Routes, B, 1, 1, i)...)
 		}
 		q.fed++
-		s.sample(q, res.Logits[i*V:(i+1)*V])
+		draw = append(draw, q)
+		rowLogits = append(rowLogits, res.Logits[i*V:(i+1)*V])
 	}
+	s.sampleAll(draw, rowLogits)
 	return nil
 }
 
 // sample draws q's next token and finishes q if it is done.
 func (s *scheduler) sample(q *seq, logits []float32) {
-	t := q.sampler.next(logits)
+	s.accept(q, q.sampler.next(logits))
+}
+
+// sampleAll draws the next token of every q at once, on up to GOMAXPROCS
+// cores: a draw reads the whole vocabulary (129,280 log-probabilities for
+// V3.2), milliseconds a row, and each row's sampler is its own (its RNG,
+// its scratch), so the tokens are those of drawing one row after another.
+// The rows then take their tokens in order.
+func (s *scheduler) sampleAll(qs []*seq, logits [][]float32) {
+	toks := make([]Token, len(qs))
+	if len(qs) == 1 {
+		toks[0] = qs[0].sampler.next(logits[0])
+	} else {
+		var wg sync.WaitGroup
+		next := atomic.Int64{}
+		for range min(len(qs), runtime.GOMAXPROCS(0)) {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < len(qs); i = int(next.Add(1) - 1) {
+					toks[i] = qs[i].sampler.next(logits[i])
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for i, q := range qs {
+		s.accept(q, toks[i])
+	}
+}
+
+// accept gives q its next token and finishes q if it is done.
+func (s *scheduler) accept(q *seq, t Token) {
 	s.e.stats.generated.Add(1)
 	if f, done := q.accept(t); done {
 		q.finish(f, nil)
