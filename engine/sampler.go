@@ -131,6 +131,9 @@ func (s *sampler) truncate(lp []float64) []int32 {
 // sorted by descending lp, a prefix of all V tokens so sorted. ok is false
 // when the prefix is too short to decide.
 func (p *SampleParams) cut(lp []float64, sorted []int32, V int) (keep int, ok bool) {
+	if len(sorted) == 0 {
+		return 0, false // no candidate at or above the threshold (NaN logits)
+	}
 	whole := len(sorted) == V
 	keep = V
 	if p.TopK > 0 {

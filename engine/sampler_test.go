@@ -2,6 +2,7 @@ package engine
 
 import (
 	"cmp"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -96,4 +97,16 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// NaN logits are the model's fault, not the sampler's: it must still return
+// a token of the vocabulary rather than panic.
+func TestSamplerSurvivesNaN(t *testing.T) {
+	x := benchLogits(3)[:5000]
+	x[10] = float32(math.NaN())
+	for _, p := range []SampleParams{{Temperature: 1, TopP: 0.9}, {Temperature: 1, MinP: 0.1}, {Temperature: 1, TopK: 5}} {
+		if tok := newSampler(p, true, 1).next(x); tok.ID < 0 || int(tok.ID) >= len(x) {
+			t.Errorf("%+v: token %d", p, tok.ID)
+		}
+	}
 }
