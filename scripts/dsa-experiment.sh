@@ -89,9 +89,9 @@ cpu)
 	;;
 esac
 HELD_OUT=${HELD_OUT:-0.01}
-spaced=()
-if [[ $SPACED == 1 ]]; then spaced=(--spaced); fi # digits apart: one frequent token a digit
-spaced+=(--words "${FILLER_WORDS:-0}")               # the retrieval filler's words per list (0: all)
+# The retrieval documents' shape, the same for the training data and every evaluation.
+retrieval=(--pairs "$PAIRS" --digits "$DIGITS" --words "${FILLER_WORDS:-0}") # filler words per list (0: all)
+if [[ $SPACED == 1 ]]; then retrieval+=(--spaced); fi                           # digits apart: one frequent token a digit
 EVAL_SEED=${EVAL_SEED:-1000003} # training data uses seeds 1 and 2
 if [[ -z ${DTYPE:-} ]]; then
 	DTYPE=f32
@@ -197,7 +197,7 @@ JSON
 # --- data: stories + retrieval documents, one tokenizer, token shards --------
 say "data ($SCALE scale: seq $SEQ, index_topk $TOPK, $N_RET retrieval documents, $N_STORIES stories)"
 cp "$TOKENIZER" "$OUT/data/tokenizer.json"
-"$DSV32" data synth --task retrieval --n "$N_RET" --tokens "$RET_MIN" --max-tokens "$SEQ" --pairs "$PAIRS" --questions "$PAIRS" --digits "$DIGITS" "${spaced[@]}" \
+"$DSV32" data synth --task retrieval --n "$N_RET" --tokens "$RET_MIN" --max-tokens "$SEQ" "${retrieval[@]}" --questions "$PAIRS" \
 	--seed 1 --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/retrieval.jsonl" >"$OUT/logs/data.log" 2>&1
 "$DSV32" data synth --task stories --n "$N_STORIES" --repeat "$REPEAT" --seed 2 --out "$OUT/data/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
 rm -rf "$OUT/data/shards"
@@ -229,7 +229,7 @@ if ((${CURVE:-0} > 0)); then
 				name=$(basename "$ck")
 				[[ -d $ck && ! -e $OUT/eval/curve-$name.json ]] || continue
 				"$DSV32" eval retrieval --model "$ck" --backend "$BACKEND" --dtype "$DTYPE" --batch "$EVAL_BATCH" --dense \
-					--n "${N_CURVE:-50}" --tokens "$SEQ" --pairs "$PAIRS" --digits "$DIGITS" "${spaced[@]}" --seed "$EVAL_SEED" \
+					--n "${N_CURVE:-50}" --tokens "$SEQ" "${retrieval[@]}" --seed "$EVAL_SEED" \
 					--json "$OUT/eval/curve-$name.json" >>"$OUT/logs/curve.log" 2>&1 &&
 					say "curve $name: $(tail -1 "$OUT/logs/curve.log")"
 			done
@@ -288,7 +288,7 @@ evaluate() { # evaluate ARM KIND
 	local common=(--model "${CKPT[$arm]}" --backend "$BACKEND" --dtype "$DTYPE" --batch "$EVAL_BATCH" "${attn[@]}"
 		--json "$OUT/eval/$arm.$kind.json")
 	if [[ $kind == retrieval ]]; then
-		timeout -k 10 "$CAP_EVAL" "$DSV32" eval retrieval "${common[@]}" --n "$N_EVAL" --tokens "$SEQ" --pairs "$PAIRS" --digits "$DIGITS" "${spaced[@]}" --seed "$EVAL_SEED"
+		timeout -k 10 "$CAP_EVAL" "$DSV32" eval retrieval "${common[@]}" --n "$N_EVAL" --tokens "$SEQ" "${retrieval[@]}" --seed "$EVAL_SEED"
 	else
 		timeout -k 10 "$CAP_EVAL" "$DSV32" eval lm "${common[@]}" --data "$OUT/data/shards" --held-out "$HELD_OUT" --rows "$EVAL_ROWS" --seq-len "$SEQ"
 	fi >"$OUT/logs/eval-$arm-$kind.log" 2>&1 || {
