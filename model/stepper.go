@@ -126,11 +126,16 @@ func (s *Stepper) forward(scope *gm.Scope, tokens, pos, last *graph.Node, cache 
 	out := Forward(scope, s.m.Config, tokens, pos, cache, opts)
 	B := tokens.Shape().Dim(0)
 	logits := graph.ConvertDType(graph.Reshape(out.Logits, B, s.m.Config.VocabSize), dtypes.Float32) // [B, V]
+	// Per-layer results leave stacked, one transfer each kind: a device-to-host
+	// copy costs tens of microseconds whatever its size, and a decode step
+	// has a few milliseconds at most.
 	s.nRoutes = len(out.Routes)
 	res := []*graph.Node{logits}
-	res = append(res, out.Routes...)
+	if len(out.Routes) > 0 {
+		res = append(res, graph.Stack(out.Routes, 0)) // [L_moe, B, T, K]
+	}
 	if s.opts.CaptureTopK {
-		res = append(res, out.TopK...)
+		res = append(res, graph.Stack(out.TopK, 0)) // [L, B, T, k']
 	}
 	return res, out.Cache
 }
@@ -256,14 +261,29 @@ func (s *Stepper) run(exec *gm.Exec, args []any) (*StepResult, error) {
 	s.caches = outs[:n]
 	outs = outs[n:]
 	res := &StepResult{Logits: tensors.MustCopyFlatData[float32](outs[0])}
-	for _, r := range outs[1 : 1+s.nRoutes] {
-		res.Routes = append(res.Routes, tensors.MustCopyFlatData[int32](r))
+	outs = outs[1:]
+	if s.nRoutes > 0 {
+		res.Routes = unstack(outs[0])
+		outs = outs[1:]
 	}
-	for _, t := range outs[1+s.nRoutes:] {
-		res.TopK = append(res.TopK, tensors.MustCopyFlatData[int32](t))
-		res.K = t.Shape().Dim(-1)
+	if len(outs) > 0 {
+		res.TopK = unstack(outs[0])
+		res.K = outs[0].Shape().Dim(-1)
 	}
 	return res, nil
+}
+
+// unstack copies t [L, …] int32 to the host in one transfer and splits it
+// along its first axis.
+func unstack(t *tensors.Tensor) [][]int32 {
+	flat := tensors.MustCopyFlatData[int32](t)
+	L := t.Shape().Dim(0)
+	n := len(flat) / L
+	out := make([][]int32, L)
+	for l := range out {
+		out[l] = flat[l*n : (l+1)*n : (l+1)*n]
+	}
+	return out
 }
 
 // Resize changes the number of rows and the capacity, keeping the first
