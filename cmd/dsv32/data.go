@@ -117,6 +117,8 @@ type dataSynthCmd struct {
 	Questions int    `default:"0" help:"retrieval: facts asked at the end, each question followed by its answer (0: one; at most --pairs)."`
 	Digits    int    `default:"0" help:"retrieval: digits per secret number (0: 6); arith: digits per operand (0: 2)."`
 	Spaced    bool   `help:"retrieval: write each number's digits apart (\"4 8 2 9\"): one frequent token a digit."`
+	Letters   bool   `help:"retrieval: values are --digits consonants, spaced (\"k l o b\"): one token each in most tokenizers."`
+	Restate   bool   `help:"retrieval: each answer restates the fact up to its value (\"Answer: The secret number of the red fox is …\"), as RULER does."`
 	Words     int    `default:"0" help:"stories, retrieval filler: words per word list, the vocabulary's size (0: all)."`
 	Repeat    int    `default:"0" help:"stories: tell each story this many times (0: once); later tellings train copying attention."`
 	Seed      uint64 `default:"1" help:"Example i of a seed is always the same."`
@@ -131,7 +133,7 @@ func (c *dataSynthCmd) Run() error {
 	var g data.Generator
 	switch c.Task {
 	case "retrieval":
-		t := data.Retrieval{Tokens: c.Tokens, MaxTokens: c.MaxTokens, Pairs: c.Pairs, Digits: c.Digits, Spaced: c.Spaced, Words: c.Words, Questions: c.Questions}
+		t := data.Retrieval{Tokens: c.Tokens, MaxTokens: c.MaxTokens, Pairs: c.Pairs, Digits: c.Digits, Spaced: c.Spaced, Restate: c.Restate, Letters: c.Letters, Words: c.Words, Questions: c.Questions}
 		if c.Tokens < 1 {
 			return fmt.Errorf("data synth: --tokens %d, want at least 1", c.Tokens)
 		}

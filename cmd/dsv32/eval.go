@@ -158,6 +158,8 @@ type evalRetrievalCmd struct {
 	Pairs     int    `default:"4" help:"Secret numbers per document, one asked for."`
 	Digits    int    `default:"0" help:"Digits per secret number (0: 6)."`
 	Spaced    bool   `help:"Digits written apart, as 'data synth --spaced' writes them."`
+	Letters   bool   `help:"Values are letters, as 'data synth --letters' writes them."`
+	Restate   bool   `help:"Answers restate the fact, as 'data synth --restate' writes them."`
 	Words     int    `default:"0" help:"The filler's words per word list, as 'data synth --words' (0: all)."`
 	Seed      uint64 `default:"1000003" help:"Seed of the examples: keep it apart from the training data's seeds, so they are held out."`
 }
@@ -207,7 +209,7 @@ func (c *evalRetrievalCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	task := data.Retrieval{Tokens: c.Tokens, MaxTokens: c.MaxTokens, Pairs: c.Pairs, Digits: c.Digits, Spaced: c.Spaced, Words: c.Words,
+	task := data.Retrieval{Tokens: c.Tokens, MaxTokens: c.MaxTokens, Pairs: c.Pairs, Digits: c.Digits, Spaced: c.Spaced, Restate: c.Restate, Letters: c.Letters, Words: c.Words,
 		Count: func(s string) int { return len(tok.Encode(s)) }}
 	exs, err := data.Generate(task, c.Seed, c.N)
 	if err != nil {

@@ -32,11 +32,26 @@ type Retrieval struct {
 	// in training; spaced, every digit is one of ten frequent tokens, which a
 	// small model learns to copy far sooner.
 	Spaced bool
+	// Letters makes each value Digits consonants, spaced ("k l o b"), a
+	// "secret code": a letter after a space is one token in most
+	// tokenizers, while a digit after a space is two (DeepSeek's
+	// pre-tokenizer splits digits from the space before them), so every
+	// value token follows a lone space and copying a value needs one more
+	// step of attention per token. No vowels, so no value is a word.
+	Letters bool
 	// Words keeps the filler's word lists to that many words each (0: all),
 	// as Stories.Words does: a nearly predictable filler leaves the facts
 	// and answers as most of what a model must learn. The keys always come
 	// from the full lists.
 	Words int
+	// Restate begins each answer by restating the fact up to its value
+	// ("Answer: The secret number of the red fox is 482913"), as RULER's
+	// needle tasks do: the value then follows the same words as in the fact,
+	// so one induction step (find the earlier occurrence, copy what came
+	// next) answers it. Without it the model must carry the key from the
+	// question to the answer first, a longer chain that small models learn
+	// far later.
+	Restate bool
 	// Questions, when above 1, asks that many of the facts (at most Pairs),
 	// each question followed by its answer: Prompt and Answer are the first
 	// one's, and Text continues after Prompt + " " + Answer with the others
@@ -52,6 +67,9 @@ type Retrieval struct {
 }
 
 const retrievalHeader = "Some secret numbers are hidden in the story below. Remember them.\n"
+
+// codeLetters are the letters of Letters values.
+const codeLetters = "bcdfghklmnprstwy"
 
 func (t Retrieval) Generate(seed uint64, i int) (Example, error) {
 	tokens, pairs, digits := cmp0(t.Tokens, 4096), cmp0(t.Pairs, 4), cmp0(t.Digits, 6)
@@ -77,33 +95,50 @@ func (t Retrieval) Generate(seed uint64, i int) (Example, error) {
 			keys[k] = pick(r, v.colors) + " " + pick(r, v.animals)
 		}
 		for values[k] == "" || seenV[values[k]] {
-			b := []byte{byte('1' + r.intn(9))}
-			for range digits - 1 {
-				b = append(b, byte('0'+r.intn(10)))
+			var b []byte
+			if t.Letters {
+				for range digits {
+					b = append(b, codeLetters[r.intn(len(codeLetters))])
+				}
+			} else {
+				b = []byte{byte('1' + r.intn(9))}
+				for range digits - 1 {
+					b = append(b, byte('0'+r.intn(10)))
+				}
 			}
 			values[k] = string(b)
-			if t.Spaced {
+			if t.Spaced || t.Letters {
 				values[k] = strings.Join(strings.Split(values[k], ""), " ")
 			}
 		}
 		seenK[keys[k]], seenV[values[k]] = true, true
 	}
+	noun, header := "number", retrievalHeader
+	if t.Letters {
+		noun, header = "code", strings.Replace(retrievalHeader, "numbers", "codes", 1)
+	}
 	needles := make([]string, pairs)
 	for k := range pairs {
-		needles[k] = fmt.Sprintf("The secret number of the %s is %s.", keys[k], values[k])
+		needles[k] = fmt.Sprintf("The secret %s of the %s is %s.", noun, keys[k], values[k])
 	}
 	ask := r.intn(pairs)
-	question := fmt.Sprintf("\nQuestion: What is the secret number of the %s?\nAnswer:", keys[ask])
-	answer := values[ask]
+	questionOf := func(k int) string {
+		q := fmt.Sprintf("\nQuestion: What is the secret %s of the %s?\nAnswer:", noun, keys[k])
+		if t.Restate {
+			q += fmt.Sprintf(" The secret %s of the %s is", noun, keys[k])
+		}
+		return q
+	}
+	question, answer := questionOf(ask), values[ask]
 	var more strings.Builder // the other questions, each with its answer
 	for j := 1; j < questions; j++ {
 		k := (ask + j) % pairs
-		fmt.Fprintf(&more, "\nQuestion: What is the secret number of the %s?\nAnswer: %s", keys[k], values[k])
+		fmt.Fprintf(&more, "%s %s", questionOf(k), values[k])
 	}
 
 	// Filler sentences to fill the budget (pieces are counted one by one,
 	// then the whole is measured and trimmed below).
-	budget := tokens - count(retrievalHeader) - count(question+" "+answer+more.String())
+	budget := tokens - count(header) - count(question+" "+answer+more.String())
 	for _, n := range needles {
 		budget -= count(" " + n)
 	}
@@ -131,7 +166,7 @@ func (t Retrieval) Generate(seed uint64, i int) (Example, error) {
 	}
 	build := func() Example {
 		var b strings.Builder
-		b.WriteString(retrievalHeader)
+		b.WriteString(header)
 		start, at := b.Len(), 0
 		sep := func() {
 			if b.Len() > start {

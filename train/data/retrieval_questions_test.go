@@ -44,3 +44,53 @@ func TestRetrievalQuestions(t *testing.T) {
 		t.Error("more questions than facts accepted")
 	}
 }
+
+// TestRetrievalRestateAndLetters: Restate ends every question with the fact's
+// own words up to its value, and Letters writes values as spaced consonants
+// that occur once in the prompt; the plain document is unchanged by either.
+func TestRetrievalRestateAndLetters(t *testing.T) {
+	for i := range 5 {
+		plain, err := Retrieval{Tokens: 1024, Pairs: 4, Questions: 4}.Generate(3, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			task Retrieval
+			noun string
+		}{
+			{"restate", Retrieval{Tokens: 1024, Pairs: 4, Questions: 4, Restate: true}, "number"},
+			{"letters", Retrieval{Tokens: 1024, Pairs: 4, Questions: 4, Restate: true, Letters: true}, "code"},
+		} {
+			ex, err := tc.task.Generate(3, i)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if n := ApproxTokens(ex.Text); n > 1024 {
+				t.Errorf("%s %d: %d tokens", tc.name, i, n)
+			}
+			key := plain.Prompt[strings.LastIndex(plain.Prompt, "of the ")+len("of the ") : len(plain.Prompt)-len("?\nAnswer:")]
+			if want := "?\nAnswer: The secret " + tc.noun + " of the " + key + " is"; !strings.HasSuffix(ex.Prompt, want) {
+				t.Errorf("%s %d: prompt ends %q, want %q", tc.name, i, ex.Prompt[len(ex.Prompt)-60:], want)
+			}
+			if !strings.Contains(ex.Prompt, "The secret "+tc.noun+" of the "+key+" is "+ex.Answer+".") {
+				t.Errorf("%s %d: the answer %q is not the asked fact's value", tc.name, i, ex.Answer)
+			}
+			if c := strings.Count(ex.Prompt, ex.Answer); c != 1 {
+				t.Errorf("%s %d: answer %q occurs %d times in the prompt, want once (in its fact)", tc.name, i, ex.Answer, c)
+			}
+			if tc.task.Letters {
+				if tc.task.Restate && plain.Answer == ex.Answer {
+					t.Errorf("%s %d: letter values equal the digit values", tc.name, i)
+				}
+				for _, f := range strings.Fields(ex.Answer) {
+					if len(f) != 1 || !strings.Contains(codeLetters, f) {
+						t.Errorf("%s %d: value %q has %q, want spaced letters of %q", tc.name, i, ex.Answer, f, codeLetters)
+					}
+				}
+			} else if ex.Answer != plain.Answer {
+				t.Errorf("%s %d: restating changed the value: %q, want %q", tc.name, i, ex.Answer, plain.Answer)
+			}
+		}
+	}
+}
