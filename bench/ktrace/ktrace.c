@@ -7,7 +7,8 @@
 //        -I$CUDA/extras/CUPTI/include -o ktrace.so ktrace.c -L$CUDA/extras/CUPTI/lib64 -lcupti
 //   CUDA_INJECTION64_PATH=$PWD/ktrace.so KTRACE_OUT=trace.csv ./program
 //
-// trace.csv lines: kind,start_ns,end_ns,stream,bytes_or_0,name
+// trace.csv lines: kind,start_ns,end_ns,stream,bytes_or_graph,name; for kernels
+// the fifth field is the CUDA graph the kernel ran in (0: launched on its own).
 #include <cupti.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -36,8 +37,8 @@ static void CUPTIAPI completed(CUcontext ctx, uint32_t stream, uint8_t *buf, siz
   while (cuptiActivityGetNextRecord(buf, valid, &r) == CUPTI_SUCCESS) {
     if (r->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL || r->kind == CUPTI_ACTIVITY_KIND_KERNEL) {
       KREC *k = (KREC *)r;
-      fprintf(out, "k,%llu,%llu,%u,0,%s\n", (unsigned long long)k->start, (unsigned long long)k->end,
-              (unsigned)k->streamId, k->name ? k->name : "?");
+      fprintf(out, "k,%llu,%llu,%u,%u,%s\n", (unsigned long long)k->start, (unsigned long long)k->end,
+              (unsigned)k->streamId, (unsigned)k->graphId, k->name ? k->name : "?");
     } else if (r->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
       MREC *m = (MREC *)r;
       fprintf(out, "m%u,%llu,%llu,%u,%llu,memcpy\n", (unsigned)m->copyKind, (unsigned long long)m->start,

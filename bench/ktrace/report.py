@@ -42,6 +42,8 @@ for prev, end in zip(marks[max(a.skip - 1, 0):], marks[max(a.skip, 1):]):
 if not steps:
     raise SystemExit("no steps found")
 med = lambda xs: statistics.median(xs) / 1e3
+graphs = collections.Counter(r[4] != 0 for s in steps for r in s["kernels"])
+print(f"kernels launched from CUDA graphs: {graphs[True]} of {graphs[True] + graphs[False]}")
 print(f"steps {len(steps)}: span {med([s['span'] for s in steps]):.1f} us (copy end to copy end), "
       f"GPU busy {med([s['busy'] for s in steps]):.1f} us, kernels {med([s['n'] for s in steps])*1e3:.0f}, "
       f"host gap before the first kernel {med([s['first'] for s in steps]):.1f} us")

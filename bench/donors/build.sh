@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# An experiment for the decode step (docs/engine.md): GoMLX donates the
+# cache buffers to each step, but go-xla v0.4.1 never marks a StableHLO
+# parameter as a buffer donor, so XLA writes every updated cache into a fresh
+# buffer (a device-to-device copy of all caches per step) and the buffer
+# addresses change each step. This builds .gpu/dsv32-donors against a copy of
+# go-xla whose main-function parameters carry `jax.buffer_donor = true` when
+# GOXLA_BUFFER_DONORS is set at run time, so XLA may alias a donated input
+# with an output of its shape. The repository's go.mod is untouched.
+#
+#   bench/donors/build.sh            # writes .gpu/dsv32-donors, .gpu/model-donors.test
+#   GOXLA_BUFFER_DONORS=1 .gpu/dsv32-donors bench decode ...
+#   BIN=.gpu/dsv32-donors GOXLA_BUFFER_DONORS=1 bench/profile_decode.sh /tmp/prof-donors
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+src=$(go list -m -f '{{.Dir}}' github.com/gomlx/go-xla)
+dst=$root/.gpu/go-xla
+rm -rf "$dst"
+mkdir -p .gpu
+cp -r "$src" "$dst"
+chmod -R u+w "$dst"
+f=$dst/compute/xla/function.go
+perl -0pi -e 's/value, err := f\.fn\.NamedInputWithSharding\(name, ShapeToXLA\(shape\), shardySpec\)/var attrs map[string]any\n\tif f == f.builder.mainFn && os.Getenv("GOXLA_BUFFER_DONORS") != "" {\n\t\tattrs = map[string]any{"jax.buffer_donor": true}\n\t}\n\tvalue, err := f.fn.NamedInputWithShardingAndAttributes(name, ShapeToXLA(shape), shardySpec, attrs)/' "$f"
+grep -q GOXLA_BUFFER_DONORS "$f" || { echo "patch did not apply to $f" >&2; exit 1; }
+grep -q '"os"' "$f" || perl -0pi -e 's/import \(/import (\n\t"os"/' "$f"
+cp go.mod .gpu/donors.mod
+cp go.sum .gpu/donors.sum
+echo "replace github.com/gomlx/go-xla => $dst" >>.gpu/donors.mod
+CGO_ENABLED=1 go build -modfile=.gpu/donors.mod -ldflags "-s -w" -o .gpu/dsv32-donors ./cmd/dsv32
+# The model's tests against the reference fixtures, to check that aliasing
+# changes no number: DSV32_TEST_BACKEND=xla:$P GOXLA_BUFFER_DONORS=1 .gpu/model-donors.test
+CGO_ENABLED=1 go test -c -tags xla -modfile=.gpu/donors.mod -o .gpu/model-donors.test ./model
+echo "wrote .gpu/dsv32-donors and .gpu/model-donors.test"
