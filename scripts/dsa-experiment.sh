@@ -215,6 +215,10 @@ if ((${N_COPY:-0} > 0)); then # random letter strings and their copies: dense pr
 	"$DSV32" data synth --task copy --n "$N_COPY" --seed 3 --out "$OUT/data/copy.jsonl" >>"$OUT/logs/data.log" 2>&1
 	texts+=("$OUT/data/copy.jsonl")
 fi
+if ((${N_RECALL:-0} > 0)); then # associative recall: the retrieval lookup at short range, densely supervised
+	"$DSV32" data synth --task recall --pairs "${RECALL_PAIRS:-8}" --n "$N_RECALL" --seed 4 --out "$OUT/data/recall.jsonl" >>"$OUT/logs/data.log" 2>&1
+	texts+=("$OUT/data/recall.jsonl")
+fi
 "$DSV32" data tokenize --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/shards" "${texts[@]}" >>"$OUT/logs/data.log" 2>&1
 write_config
 "$DSV32" info "$OUT/data/config.json" >"$OUT/logs/info.log" 2>&1

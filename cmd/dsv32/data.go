@@ -18,7 +18,7 @@ import (
 // dataCmd groups the training-data tools (package train/data).
 type dataCmd struct {
 	Tokenize dataTokenizeCmd `cmd:"" help:"Tokenise text files into uint32 shards and an index.json."`
-	Synth    dataSynthCmd    `cmd:"" help:"Generate a synthetic task as JSONL: retrieval (long context), stories, arith, copy, reverse."`
+	Synth    dataSynthCmd    `cmd:"" help:"Generate a synthetic task as JSONL: retrieval (long context), stories, arith, copy, reverse, recall."`
 	Ladder   dataLadderCmd   `cmd:"" help:"Write SFT conversations (JSONL) from a task of the RL ladder: reverse, add, countdown, …"`
 	Inspect  dataInspectCmd  `cmd:"" help:"Summarise a tokenised dataset; with --tokenizer, decode a document."`
 }
@@ -109,11 +109,11 @@ func dataEOS(tok *tokenizer.BPE) (int, error) {
 }
 
 type dataSynthCmd struct {
-	Task      string `required:"" enum:"retrieval,stories,arith,copy,reverse" help:"retrieval: secret numbers hidden in long filler, asked for at the end; stories: tiny stories; arith: arithmetic facts; copy, reverse: letter strings."`
+	Task      string `required:"" enum:"retrieval,stories,arith,copy,reverse,recall" help:"retrieval: secret numbers hidden in long filler, asked for at the end; stories: tiny stories; arith: arithmetic facts; copy, reverse: letter strings; recall: key-value pairs, every key asked again (associative recall)."`
 	N         int    `default:"1000" help:"Examples to generate."`
 	Tokens    int    `default:"4096" placeholder:"L" help:"retrieval: tokens per document (measured with --tokenizer, else estimated)."`
 	MaxTokens int    `default:"0" placeholder:"L" help:"retrieval: when above --tokens, lengths are uniform in [--tokens, --max-tokens]."`
-	Pairs     int    `default:"4" help:"retrieval: secret numbers per document."`
+	Pairs     int    `default:"4" help:"retrieval: secret numbers per document; recall: key-value pairs per document."`
 	Questions int    `default:"0" help:"retrieval: facts asked at the end, each question followed by its answer (0: one; at most --pairs)."`
 	Digits    int    `default:"0" help:"retrieval: digits per secret number (0: 6); arith: digits per operand (0: 2)."`
 	Spaced    bool   `help:"retrieval: write each number's digits apart (\"4 8 2 9\"): one frequent token a digit."`
@@ -151,6 +151,8 @@ func (c *dataSynthCmd) Run() error {
 		g = data.Arith{Digits: c.Digits}
 	case "copy", "reverse":
 		g = data.Copy{Reverse: c.Task == "reverse"}
+	case "recall":
+		g = data.Recall{Pairs: c.Pairs}
 	}
 	exs, err := data.Generate(g, c.Seed, c.N)
 	if err != nil {

@@ -254,6 +254,49 @@ func (c Copy) Generate(seed uint64, i int) (Example, error) {
 	return Example{Text: prompt + " " + answer, Prompt: prompt, Answer: answer}, nil
 }
 
+// Recall is multi-query associative recall (Zoology's MQAR) in words:
+//
+//	recall: fox k owl m cat b ; owl m cat b fox k
+//
+// key-value pairs (distinct animals, consonants), then every key asked again
+// in a random order, each followed by its value. Every asked value needs the
+// lookup a retrieval answer needs (find the key's earlier occurrence, copy
+// what followed it) at short range, and the asked values are a quarter of
+// the document's tokens. The last query is the question: Prompt ends with its key.
+type Recall struct {
+	Pairs int // key-value pairs per document; 0: 8 (1–20)
+}
+
+func (c Recall) Generate(seed uint64, i int) (Example, error) {
+	pairs := cmp0(c.Pairs, 8)
+	if pairs < 1 || pairs > len(wordAnimals) {
+		return Example{}, fmt.Errorf("data: recall: %d pairs, want 1–%d", pairs, len(wordAnimals))
+	}
+	r := newRNG(seed, uint64(i), 6)
+	keys := r.permutation(len(wordAnimals))[:pairs]
+	vals := make([]byte, pairs)
+	for k := range vals {
+		vals[k] = codeLetters[r.intn(len(codeLetters))]
+	}
+	var b strings.Builder
+	b.WriteString("recall:")
+	for k, key := range keys {
+		fmt.Fprintf(&b, " %s %c", wordAnimals[key], vals[k])
+	}
+	b.WriteString(" ;")
+	order := r.permutation(pairs)
+	var prompt string
+	for j, k := range order {
+		fmt.Fprintf(&b, " %s", wordAnimals[keys[k]])
+		if j == pairs-1 {
+			prompt = b.String()
+		}
+		fmt.Fprintf(&b, " %c", vals[k])
+	}
+	last := order[pairs-1]
+	return Example{Text: b.String(), Prompt: prompt, Answer: string(vals[last])}, nil
+}
+
 // WriteJSONL writes examples one JSON object a line, atomically.
 func WriteJSONL(path string, examples []Example) error {
 	var buf bytes.Buffer

@@ -223,6 +223,30 @@ func TestTasks(t *testing.T) {
 				}
 			}
 		}},
+		{"recall", Recall{Pairs: 6}, func(t *testing.T, ex Example) {
+			head, asked, ok := strings.Cut(strings.TrimPrefix(ex.Text, "recall: "), " ; ")
+			pairs, queries := strings.Fields(head), strings.Fields(asked)
+			if !ok || len(pairs) != 12 || len(queries) != 12 {
+				t.Fatalf("%q: want 6 pairs, then 6 queries", ex.Text)
+			}
+			value := map[string]string{}
+			for k := 0; k < 12; k += 2 {
+				if value[pairs[k]] != "" || len(pairs[k+1]) != 1 || !strings.Contains(codeLetters, pairs[k+1]) {
+					t.Fatalf("%q: pair %q %q: want a new key and one of %q", ex.Text, pairs[k], pairs[k+1], codeLetters)
+				}
+				value[pairs[k]] = pairs[k+1]
+			}
+			seen := map[string]bool{}
+			for k := 0; k < 12; k += 2 {
+				if value[queries[k]] != queries[k+1] || seen[queries[k]] {
+					t.Errorf("%q: query %q answered %q, want each key once with its value %q", ex.Text, queries[k], queries[k+1], value[queries[k]])
+				}
+				seen[queries[k]] = true
+			}
+			if ex.Prompt+" "+ex.Answer != ex.Text || ex.Answer != value[queries[10]] {
+				t.Errorf("prompt %q and answer %q do not end the text with the last query", ex.Prompt, ex.Answer)
+			}
+		}},
 		{"reverse", Copy{Reverse: true, Letters: 4}, func(t *testing.T, ex Example) {
 			for _, line := range strings.Split(ex.Text, "\n") {
 				in, out, _ := strings.Cut(strings.TrimPrefix(line, "reverse: "), " -> ")
@@ -259,7 +283,7 @@ func TestTasks(t *testing.T) {
 			}
 		})
 	}
-	for _, g := range []Generator{Stories{MinSentences: 3, MaxSentences: 2}, Stories{Repeat: 17}, Arith{Digits: 10}, Arith{Ops: "/"}, Copy{Letters: 27}, Copy{MinLen: 5, MaxLen: 2}} {
+	for _, g := range []Generator{Stories{MinSentences: 3, MaxSentences: 2}, Stories{Repeat: 17}, Arith{Digits: 10}, Arith{Ops: "/"}, Copy{Letters: 27}, Copy{MinLen: 5, MaxLen: 2}, Recall{Pairs: 21}} {
 		if _, err := g.Generate(1, 0); err == nil {
 			t.Errorf("%+v: no error", g)
 		}
