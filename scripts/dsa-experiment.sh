@@ -45,13 +45,14 @@ gpu1k)
 	# The gpu model at 1024-token rows (index_topk 64, 1/16 again), with data
 	# built for a small model to learn retrieval: 8 facts and 8 questions in
 	# a filler of 3-word lists, answers that restate the fact, values of 4
-	# spaced letters (one token each), copy documents, stories told twice.
+	# spaced letters (one token each), copy documents, associative-recall
+	# documents (the same lookup at short range), stories told twice.
 	# With spaced digits instead (LETTERS=0 SPACED=1) 8000 steps learned no
 	# retrieval (docs/dsa-experiment.md); letters are not yet tried here:
 	# run it with CURVE first.
 	SEQ=${SEQ:-1024} TOPK=${TOPK:-64} RET_MIN=${RET_MIN:-768} PAIRS=${PAIRS:-8} DIGITS=${DIGITS:-4}
 	SPACED=${SPACED:-1} FILLER_WORDS=${FILLER_WORDS:-3} REPEAT=${REPEAT:-2} N_COPY=${N_COPY:-100000}
-	RESTATE=${RESTATE:-1} LETTERS=${LETTERS:-1}
+	RESTATE=${RESTATE:-1} LETTERS=${LETTERS:-1} N_RECALL=${N_RECALL:-200000}
 	N_RET=${N_RET:-60000} N_STORIES=${N_STORIES:-20000} BATCH=${BATCH:-8}
 	STEPS_PRE=${STEPS_PRE:-8000} CAP_PRE=${CAP_PRE:-420}
 	;&
