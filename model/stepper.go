@@ -134,7 +134,7 @@ func (s *Stepper) forward(scope *gm.Scope, tokens, pos, last *graph.Node, cache 
 	if len(out.Routes) > 0 {
 		res = append(res, graph.Stack(out.Routes, 0)) // [L_moe, B, T, K]
 	}
-	if s.opts.CaptureTopK {
+	if s.opts.CaptureTopK && len(out.TopK) > 0 {
 		res = append(res, graph.Stack(out.TopK, 0)) // [L, B, T, k']
 	}
 	return res, out.Cache
