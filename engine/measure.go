@@ -43,7 +43,7 @@ func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps in
 	p := make([][]int32, batch)
 	last := make([]int32, batch)
 	var times []float64
-	var routes [][]int32
+	var lastRes *model.StepResult
 	for i := -2; i < steps; i++ { // two warm-up steps
 		at := pos + max(i, 0)
 		for b := range batch {
@@ -57,12 +57,12 @@ func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps in
 		}
 		if i >= 0 {
 			times = append(times, time.Since(t0).Seconds()*1000)
-			routes = res.Routes
+			lastRes = res
 		}
 	}
 	sort.Float64s(times)
 	ms := times[len(times)/2]
-	w, c := StepBytes(m, batch, pos+1, dense, routes)
+	w, c := StepBytes(m, batch, pos+1, dense, lastRes.Routes())
 	return DecodeTiming{Batch: batch, Pos: pos, Steps: steps, Dense: dense, StepMS: ms,
 		TokensPerSecond: float64(batch) / ms * 1000, WeightBytes: w, CacheBytes: c}, nil
 }

@@ -371,7 +371,7 @@ func (s *scheduler) mixed() (bool, error) {
 			continue
 		}
 		if q.req.RecordRoutes {
-			q.routes = append(q.routes, splitRoutes(res.Routes, B, T, fed[b], b)...)
+			q.routes = append(q.routes, splitRoutes(res.Routes(), B, T, fed[b], b)...)
 		}
 		wasPrefill := q.prefilling()
 		q.fed += fed[b]
@@ -414,7 +414,7 @@ func (s *scheduler) prefillOne() error {
 		return err
 	}
 	if q.req.RecordRoutes {
-		q.routes = append(q.routes, splitRoutes(res.Routes, 1, T, n, 0)...)
+		q.routes = append(q.routes, splitRoutes(res.Routes(), 1, T, n, 0)...)
 	}
 	q.fed += n
 	s.e.stats.prompt.Add(int64(n))
@@ -462,7 +462,7 @@ func (s *scheduler) decode() error {
 			continue
 		}
 		if q.req.RecordRoutes {
-			q.routes = append(q.routes, splitRoutes(res.Routes, B, 1, 1, i)...)
+			q.routes = append(q.routes, splitRoutes(res.Routes(), B, 1, 1, i)...)
 		}
 		q.fed++
 		draw = append(draw, q)

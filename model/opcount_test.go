@@ -95,8 +95,7 @@ func decodeOpCounts(t testing.TB, layers, rows int, native, xla bool) map[string
 		t.Fatal(err)
 	}
 	defer exec.Finalize()
-	in := []shapes.Shape{
-		shapes.Make(dtypes.Int32, rows, 1), shapes.Make(dtypes.Int32, rows, 1), shapes.Make(dtypes.Int32, rows)}
+	in := []shapes.Shape{shapes.Make(dtypes.Int32, rows, 3)} // packed tokens, positions, last (T = 1)
 	for range layers {
 		for _, w := range s.widths() {
 			in = append(in, shapes.Make(dtypes.Float32, rows, capacity, w))

@@ -34,9 +34,20 @@ type Stepper struct {
 // StepResult is what a step returns.
 type StepResult struct {
 	Logits []float32 // [rows or 1, V]: the logits at each row's `last` position
-	Routes [][]int32 // per MoE layer, [rows or 1, T, K] routed expert ids
 	TopK   [][]int32 // per layer, [rows or 1, T, k'], with Options.CaptureTopK
 	K      int       // k' of TopK
+
+	routes *tensors.Tensor // [L_moe, rows or 1, T, K], still on the device
+}
+
+// Routes returns, per MoE layer, the routed expert ids [rows or 1, T, K] of
+// the step's tokens. They stay on the device until asked for: each
+// device-to-host copy waits for the device, and only RL needs them.
+func (r *StepResult) Routes() [][]int32 {
+	if r.routes == nil {
+		return nil
+	}
+	return unstack(r.routes)
 }
 
 // NewStepper allocates zeroed caches for rows sequences of up to capacity
@@ -140,24 +151,55 @@ func (s *Stepper) forward(scope *gm.Scope, tokens, pos, last *graph.Node, cache 
 	return res, out.Cache
 }
 
-// stepAll: in = tokens [B,T], pos [B,T], last [B], caches…
+// The step's small inputs travel packed in one int32 tensor, [rows, 2T+1]:
+// tokens, positions, then the `last` index (stepOne appends the row). Every
+// host-to-device transfer is waited for before the step may start, and
+// such a wait costs about as much as a whole decode step's kernels.
+func packInputs(tokens, pos [][]int32, last []int32, extra ...int32) *tensors.Tensor {
+	T := len(tokens[0])
+	W := 2*T + 1 + len(extra)
+	flat := make([]int32, 0, len(tokens)*W)
+	for b := range tokens {
+		flat = append(flat, tokens[b]...)
+		flat = append(flat, pos[b]...)
+		flat = append(flat, last[b])
+		flat = append(flat, extra...)
+	}
+	return tensors.FromFlatDataAndDimensions(flat, len(tokens), W)
+}
+
+// unpackInputs splits packed [B, 2T+1+extra] into tokens [B, T], pos [B, T],
+// last [B].
+func unpackInputs(packed *graph.Node, extra int) (tokens, pos, last *graph.Node) {
+	B, W := packed.Shape().Dim(0), packed.Shape().Dim(1)
+	T := (W - 1 - extra) / 2
+	tokens = graph.Slice(packed, graph.AxisRange(), graph.AxisRange(0, T))
+	pos = graph.Slice(packed, graph.AxisRange(), graph.AxisRange(T, 2*T))
+	last = graph.Reshape(graph.Slice(packed, graph.AxisRange(), graph.AxisElem(2*T)), B)
+	return tokens, pos, last
+}
+
+// stepAll: in = packed [B, 2T+1], caches…
 func (s *Stepper) stepAll(scope *gm.Scope, in []*graph.Node) []*graph.Node {
-	res, cache := s.forward(scope, in[0], in[1], in[2], s.layerCaches(in[3:]))
+	tokens, pos, last := unpackInputs(in[0], 0)
+	res, cache := s.forward(scope, tokens, pos, last, s.layerCaches(in[1:]))
 	return append(flatCaches(cache), res...)
 }
 
-// stepOne: in = row [], tokens [1,T], pos [1,T], last [1], caches… — only
-// that row's cache is read and written.
+// stepOne: in = packed [1, 2T+2] (the row last), caches… — only that row's
+// cache is read and written.
 func (s *Stepper) stepOne(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 	g := in[0].Graph()
-	full := in[4:]
+	tokens, pos, last := unpackInputs(in[0], 1)
+	rowIdx := graph.Reshape(graph.Slice(in[0], graph.AxisRange(), graph.AxisElem(in[0].Shape().Dim(1)-1))) // []
+	full := in[1:]
 	rowFlat := make([]*graph.Node, len(full))
 	// Backends with dynamic slices read and write the row in place; the Go
 	// backend gathers it and writes it back by scatters (see overwrite).
 	dynamic := g.Backend().Capabilities().Operations[compute.OpTypeDynamicUpdateSlice]
-	row := graph.Reshape(in[0], 1, 1) // [1, 1]: Gather/Scatter index of one row
+	row := graph.Reshape(rowIdx, 1, 1) // [1, 1]: Gather/Scatter index of one row
 	zero := graph.ScalarZero(g, dtypes.Int32)
-	start := []*graph.Node{graph.ConvertDType(in[0], dtypes.Int32), zero, zero}
+	start := []*graph.Node{rowIdx, zero, zero}
 	for i, c := range full {
 		if dynamic {
 			dims := c.Shape().Dimensions
@@ -166,7 +208,7 @@ func (s *Stepper) stepOne(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 			rowFlat[i] = graph.Gather(c, row) // [1, C, W]
 		}
 	}
-	res, cache := s.forward(scope, in[1], in[2], in[3], s.layerCaches(rowFlat))
+	res, cache := s.forward(scope, tokens, pos, last, s.layerCaches(rowFlat))
 	updated := flatCaches(cache)
 	for i, c := range full {
 		if dynamic {
@@ -188,20 +230,12 @@ func (s *Stepper) Step(tokens, pos [][]int32, last []int32) (res *StepResult, er
 		return nil, fmt.Errorf("step: %d token rows, %d position rows and %d last indices for %d rows", len(tokens), len(pos), len(last), s.rows)
 	}
 	T := len(tokens[0])
-	var flatTok, flatPos []int32
 	for b := range tokens {
 		if err := s.check(b, tokens[b], pos[b], last[b], T); err != nil {
 			return nil, err
 		}
-		flatTok = append(flatTok, tokens[b]...)
-		flatPos = append(flatPos, pos[b]...)
 	}
-	args := []any{
-		tensors.FromFlatDataAndDimensions(flatTok, s.rows, T),
-		tensors.FromFlatDataAndDimensions(flatPos, s.rows, T),
-		tensors.FromFlatDataAndDimensions(last, s.rows),
-	}
-	return s.run(s.all, args)
+	return s.run(s.all, []any{packInputs(tokens, pos, last)})
 }
 
 // StepRow feeds tokens [T] at positions [T] to one row only (a prefill
@@ -214,14 +248,8 @@ func (s *Stepper) StepRow(row int, tokens, pos []int32, last int32) (res *StepRe
 	if err := s.check(row, tokens, pos, last, len(tokens)); err != nil {
 		return nil, err
 	}
-	T := len(tokens)
-	args := []any{
-		tensors.FromScalar(int32(row)),
-		tensors.FromFlatDataAndDimensions(tokens, 1, T),
-		tensors.FromFlatDataAndDimensions(pos, 1, T),
-		tensors.FromFlatDataAndDimensions([]int32{last}, 1),
-	}
-	return s.run(s.one, args)
+	packed := packInputs([][]int32{tokens}, [][]int32{pos}, []int32{last}, int32(row))
+	return s.run(s.one, []any{packed})
 }
 
 func (s *Stepper) check(row int, tokens, pos []int32, last int32, T int) error {
@@ -263,7 +291,7 @@ func (s *Stepper) run(exec *gm.Exec, args []any) (*StepResult, error) {
 	res := &StepResult{Logits: tensors.MustCopyFlatData[float32](outs[0])}
 	outs = outs[1:]
 	if s.nRoutes > 0 {
-		res.Routes = unstack(outs[0])
+		res.routes = outs[0]
 		outs = outs[1:]
 	}
 	if len(outs) > 0 {

@@ -9,6 +9,9 @@
 //
 // trace.csv lines: kind,start_ns,end_ns,stream,bytes_or_graph,name; for kernels
 // the fifth field is the CUDA graph the kernel ran in (0: launched on its own).
+// With KTRACE_API=1 it also records every CUDA driver call (kind d, the
+// fourth field the calling thread, the fifth the callback id): where the
+// host's time goes between kernels.
 #include <cupti.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -39,6 +42,12 @@ static void CUPTIAPI completed(CUcontext ctx, uint32_t stream, uint8_t *buf, siz
       KREC *k = (KREC *)r;
       fprintf(out, "k,%llu,%llu,%u,%u,%s\n", (unsigned long long)k->start, (unsigned long long)k->end,
               (unsigned)k->streamId, (unsigned)k->graphId, k->name ? k->name : "?");
+    } else if (r->kind == CUPTI_ACTIVITY_KIND_DRIVER) {
+      CUpti_ActivityAPI *a = (CUpti_ActivityAPI *)r;
+      const char *name = NULL;
+      if (cuptiGetCallbackName(CUPTI_CB_DOMAIN_DRIVER_API, a->cbid, &name) != CUPTI_SUCCESS) name = NULL;
+      fprintf(out, "d,%llu,%llu,%u,%u,%s\n", (unsigned long long)a->start, (unsigned long long)a->end,
+              (unsigned)a->threadId, (unsigned)a->cbid, name ? name : "?");
     } else if (r->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
       MREC *m = (MREC *)r;
       fprintf(out, "m%u,%llu,%llu,%u,%llu,memcpy\n", (unsigned)m->copyKind, (unsigned long long)m->start,
@@ -66,6 +75,8 @@ int InitializeInjection(void) {
   cuptiActivityRegisterCallbacks(requested, completed);
   cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
   cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY);
+  const char *api = getenv("KTRACE_API");
+  if (api && *api && *api != '0') cuptiActivityEnable(CUPTI_ACTIVITY_KIND_DRIVER);
   const char *f = getenv("KTRACE_FLUSH_MS");
   long ms = f ? atol(f) : 300;
   pthread_t t;

@@ -37,7 +37,9 @@ for prev, end in zip(marks[max(a.skip - 1, 0):], marks[max(a.skip, 1):]):
     if not ks:
         continue
     busy = sum(r[2] - r[1] for r in ks)
-    steps.append({"span": end[2] - prev[2], "busy": busy, "n": len(ks), "kernels": ks,
+    cps = [r for r in rows if r[0].startswith("m") and prev[2] <= r[1] < end[1]]
+    api = [r for r in rows if r[0] == "d" and prev[2] <= r[1] < end[1]]
+    steps.append({"span": end[2] - prev[2], "busy": busy, "n": len(ks), "kernels": ks, "copies": cps, "api": api,
                   "first": ks[0][1] - prev[2]})
 if not steps:
     raise SystemExit("no steps found")
@@ -47,6 +49,32 @@ print(f"kernels launched from CUDA graphs: {graphs[True]} of {graphs[True] + gra
 print(f"steps {len(steps)}: span {med([s['span'] for s in steps]):.1f} us (copy end to copy end), "
       f"GPU busy {med([s['busy'] for s in steps]):.1f} us, kernels {med([s['n'] for s in steps])*1e3:.0f}, "
       f"host gap before the first kernel {med([s['first'] for s in steps]):.1f} us")
+# Copies inside a step by CUPTI kind (1 HtoD, 2 DtoH, 8 DtoD): without
+# buffer donation XLA copies every updated cache each step.
+cpk = collections.Counter()
+for s in steps:
+    for r in s["copies"]:
+        cpk[r[0]] += 1
+        cpk[r[0] + "_bytes"] += r[4]
+for k in sorted(x for x in cpk if not x.endswith("_bytes")):
+    print(f"copies {k}: {cpk[k] / len(steps):.1f} per step, {cpk[k + '_bytes'] / len(steps) / 1e6:.2f} MB per step")
+
+# Driver calls (KTRACE_API=1): the host's time per step by call, and what
+# runs in the gap before the step's first kernel.
+if any(s["api"] for s in steps):
+    apit, apin = collections.Counter(), collections.Counter()
+    gap = collections.Counter()
+    for s in steps:
+        first = s["kernels"][0][1]
+        for r in s["api"]:
+            apit[r[5]] += r[2] - r[1]
+            apin[r[5]] += 1
+            if r[1] < first:
+                gap[r[5]] += r[2] - r[1]
+    n = len(steps)
+    print(f"\ndriver calls per step: {sum(apin.values()) / n:.0f}, {sum(apit.values()) / n / 1e3:.1f} us inside them")
+    for k, v in apit.most_common(15):
+        print(f"{v / n / 1e3:9.1f} {apin[k] / n:7.1f}  {k}   (before the first kernel: {gap[k] / n / 1e3:.1f} us)")
 
 
 def family(name):
