@@ -154,6 +154,48 @@ func TestDenseMatchesReference(t *testing.T) {
 	}
 }
 
+// TestStepRoutesLifetime: a step's routed expert ids stay on the device until
+// asked for, and the next step frees them (so the device allocator sees the
+// same requests every step); asking too late panics rather than returning
+// wrong or missing routes.
+func TestStepRoutesLifetime(t *testing.T) {
+	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
+	st, err := f.m.NewStepper(testutil.Backend(t), 1, 8, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	first, err := st.Step([][]int32{f.ids[:3]}, [][]int32{span(0, 3)}, []int32{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := first.Routes()
+	if want := f.m.Config.NumMoELayers(); len(routes) != want {
+		t.Fatalf("%d route layers, want %d", len(routes), want)
+	}
+	if want := 3 * f.m.Config.NumExpertsPerTok; len(routes[0]) != want {
+		t.Fatalf("%d routed ids in layer 0, want %d (3 tokens × K)", len(routes[0]), want)
+	}
+	second, err := st.Step([][]int32{f.ids[3:4]}, [][]int32{span(3, 4)}, []int32{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := first.Routes(); len(again) != len(routes) { // copied before the second step: still there
+		t.Fatalf("first step's routes changed after the next step: %d layers", len(again))
+	}
+	third, err := st.Step([][]int32{f.ids[4:5]}, [][]int32{span(4, 5)}, []int32{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = third
+	defer func() {
+		if recover() == nil {
+			t.Error("Routes of a step two steps back did not panic")
+		}
+	}()
+	second.Routes()
+}
+
 func TestCachedDecodeMatchesReference(t *testing.T) {
 	backend := testutil.Backend(t)
 	for _, fx := range fixtures {

@@ -29,6 +29,7 @@ type Stepper struct {
 
 	all, one *gm.Exec // every row; one dynamic row
 	nRoutes  int
+	pending  *tensors.Tensor // the last step's routes, freed by the next step
 }
 
 // StepResult is what a step returns.
@@ -38,16 +39,22 @@ type StepResult struct {
 	K      int       // k' of TopK
 
 	routes *tensors.Tensor // [L_moe, rows or 1, T, K], still on the device
+	copied [][]int32
 }
 
 // Routes returns, per MoE layer, the routed expert ids [rows or 1, T, K] of
-// the step's tokens. They stay on the device until asked for: each
-// device-to-host copy waits for the device, and only RL needs them.
+// the step's tokens. They stay on the device until asked for, because each
+// device-to-host copy waits for the device and only RL needs them. Ask
+// before the stepper's next step, which frees them.
 func (r *StepResult) Routes() [][]int32 {
-	if r.routes == nil {
-		return nil
+	if r.copied != nil || r.routes == nil {
+		return r.copied
 	}
-	return unstack(r.routes)
+	if !r.routes.Ok() {
+		panic("model: StepResult.Routes called after the stepper's next step freed them")
+	}
+	r.copied = unstack(r.routes)
+	return r.copied
 }
 
 // NewStepper allocates zeroed caches for rows sequences of up to capacity
@@ -235,7 +242,7 @@ func (s *Stepper) Step(tokens, pos [][]int32, last []int32) (res *StepResult, er
 			return nil, err
 		}
 	}
-	return s.run(s.all, []any{packInputs(tokens, pos, last)})
+	return s.run(s.all, packInputs(tokens, pos, last))
 }
 
 // StepRow feeds tokens [T] at positions [T] to one row only (a prefill
@@ -249,7 +256,7 @@ func (s *Stepper) StepRow(row int, tokens, pos []int32, last int32) (res *StepRe
 		return nil, err
 	}
 	packed := packInputs([][]int32{tokens}, [][]int32{pos}, []int32{last}, int32(row))
-	return s.run(s.one, []any{packed})
+	return s.run(s.one, packed)
 }
 
 func (s *Stepper) check(row int, tokens, pos []int32, last int32, T int) error {
@@ -270,8 +277,18 @@ func (s *Stepper) check(row int, tokens, pos []int32, last int32, T int) error {
 	return nil
 }
 
-// run executes with the caches donated and keeps the updated ones.
-func (s *Stepper) run(exec *gm.Exec, args []any) (*StepResult, error) {
+// run executes with the caches donated and keeps the updated ones. Every
+// other device buffer of the step is freed before it returns (the routes at
+// the next step), not left to the garbage collector: the device allocator
+// then sees the same requests in the same order each step and hands out the
+// same addresses, which CUDA graphs need to replay without an update.
+func (s *Stepper) run(exec *gm.Exec, packed *tensors.Tensor) (*StepResult, error) {
+	defer packed.FinalizeAll()
+	if s.pending != nil {
+		s.pending.FinalizeAll()
+		s.pending = nil
+	}
+	args := []any{packed}
 	for _, c := range s.caches {
 		d, err := graph.DonateTensorBuffer(c, s.backend, 0)
 		if err != nil {
@@ -289,14 +306,17 @@ func (s *Stepper) run(exec *gm.Exec, args []any) (*StepResult, error) {
 	s.caches = outs[:n]
 	outs = outs[n:]
 	res := &StepResult{Logits: tensors.MustCopyFlatData[float32](outs[0])}
+	outs[0].FinalizeAll()
 	outs = outs[1:]
 	if s.nRoutes > 0 {
 		res.routes = outs[0]
+		s.pending = outs[0]
 		outs = outs[1:]
 	}
 	if len(outs) > 0 {
 		res.TopK = unstack(outs[0])
 		res.K = outs[0].Shape().Dim(-1)
+		outs[0].FinalizeAll()
 	}
 	return res, nil
 }
@@ -389,6 +409,9 @@ func (s *Stepper) CopyRow(from, to int) (err error) {
 
 // Close releases the executors and the caches.
 func (s *Stepper) Close() {
+	if s.pending != nil {
+		s.pending.FinalizeAll()
+	}
 	s.all.Finalize()
 	s.one.Finalize()
 	for _, c := range s.caches {
