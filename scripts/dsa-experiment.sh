@@ -47,13 +47,14 @@ case $SCALE in
 gpu1k)
 	# The gpu model at 1024-token rows (index_topk 64, 1/16 again), with data
 	# built for a small model to learn retrieval: one fact a document (a
-	# passkey), its value 4 spaced letters, its answer restating the fact, a
+	# passkey) in 128–1024 tokens (short ones bootstrap the lookup; every
+	# evaluation document is 1024), its value 4 spaced letters, its answer restating the fact, a
 	# filler of 3-word lists, a BPE trained on these documents (so the
 	# template's words are whole tokens and the letters stand apart), copy and
 	# associative-recall documents, stories told twice. Session 4 learned no
 	# retrieval with 8 facts of spaced digits in the default tokenizer, nor
 	# session 5 with 8 facts of letters (docs/dsa-experiment.md).
-	SEQ=${SEQ:-1024} TOPK=${TOPK:-64} RET_MIN=${RET_MIN:-768} PAIRS=${PAIRS:-1} DIGITS=${DIGITS:-4}
+	SEQ=${SEQ:-1024} TOPK=${TOPK:-64} RET_MIN=${RET_MIN:-128} PAIRS=${PAIRS:-1} DIGITS=${DIGITS:-4}
 	: "${TOKENIZER:=train}" "${VOCAB:=2048}"
 	SPACED=${SPACED:-1} FILLER_WORDS=${FILLER_WORDS:-3} REPEAT=${REPEAT:-2} N_COPY=${N_COPY:-100000}
 	RESTATE=${RESTATE:-1} LETTERS=${LETTERS:-1} N_RECALL=${N_RECALL:-200000}
