@@ -17,27 +17,26 @@ BIN=${BIN:-.gpu/dsv32} DONORS=${DONORS:-.gpu/dsv32-donors}
 P=${P:-$(python3 -c 'import jax_plugins.xla_cuda13 as m, os; print(os.path.dirname(m.__file__))')/xla_cuda_plugin.so}
 export GOMLX_NO_AUTO_INSTALL=1 GOPJRT_CUDA_CHECKS=0 P
 mkdir -p "$OUTDIR"
-OFF=--xla_gpu_enable_command_buffer= ON=--xla_gpu_graph_min_graph_size=1 # any XLA_FLAGS keeps XLA's default (graphs on)
-point() { # NAME BIN XLA_FLAGS [env…]
-	local name=$1 bin=$2 flags=$3
+point() { # NAME BIN GRAPHS(true|false) [env…]
+	local name=$1 bin=$2 graphs=$3
 	shift 3
 	echo "== $name"
-	env XLA_FLAGS="$flags" "$@" timeout 120 "$bin" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
+	env "$@" timeout 120 "$bin" bench decode --backend "xla:$P" --cuda-graphs="$graphs" --batch "${BATCH:-1,8}" \
 		--context "${CONTEXT:-4096}" --steps "${STEPS:-40}" --prefill 2048 --bandwidth 1073741824 2>&1 | grep "^decode"
 }
 for ((r = 1; r <= ${REPEAT:-2}; r++)); do
-	point "graphs off" "$BIN" "$OFF"
-	point "graphs on" "$BIN" "$ON"
+	point "graphs off" "$BIN" false
+	point "graphs on" "$BIN" true
 	if [[ -x $DONORS ]]; then
-		point "graphs off, donated caches aliased" "$DONORS" "$OFF" GOXLA_BUFFER_DONORS=1
-		point "graphs on, donated caches aliased" "$DONORS" "$ON" GOXLA_BUFFER_DONORS=1
+		point "graphs off, donated caches aliased" "$DONORS" false GOXLA_BUFFER_DONORS=1
+		point "graphs on, donated caches aliased" "$DONORS" true GOXLA_BUFFER_DONORS=1
 	fi
 done
 traced() { # NAME BIN [env…]
 	local name=$1 bin=$2
 	shift 2
 	echo "== traced: $name"
-	env XLA_FLAGS=$ON KTRACE_API=1 BIN="$bin" BATCH=1 "$@" timeout 150 bench/profile_decode.sh "$OUTDIR/$name" 2>&1 |
+	env KTRACE_API=1 BIN="$bin" BATCH=1 "$@" timeout 150 bench/profile_decode.sh "$OUTDIR/$name" --cuda-graphs 2>&1 |
 		grep -E "^decode|graphs|^steps|^copies|^driver|cuGraph|cuLaunchKernel"
 }
 traced graphs "$BIN"

@@ -14,7 +14,18 @@ import (
 
 // backendFlag is embedded by every command that runs a model.
 type backendFlag struct {
-	Backend string `help:"Compute backend: \"go\" (CPU, default) or \"xla:/abs/path/xla_cuda_plugin.so\". Defaults to $GOMLX_BACKEND, else go." env:"GOMLX_BACKEND"`
+	Backend    string `help:"Compute backend: \"go\" (CPU, default) or \"xla:/abs/path/xla_cuda_plugin.so\". Defaults to $GOMLX_BACKEND, else go." env:"GOMLX_BACKEND"`
+	CUDAGraphs bool   `name:"cuda-graphs" env:"DSV32_CUDA_GRAPHS" help:"On XLA's CUDA backend, let XLA run programs as CUDA graphs (its command buffers); off unless XLA_FLAGS says otherwise (docs/engine.md)."`
+}
+
+// xlaFlags returns XLA_FLAGS with CUDA graphs switched off unless graphs is
+// set or the flags already choose: decoding was never faster with them, and
+// batch 8 was slower (docs/engine.md).
+func xlaFlags(flags string, graphs bool) string {
+	if graphs || strings.Contains(flags, "xla_gpu_enable_command_buffer") {
+		return flags
+	}
+	return strings.TrimSpace(flags + " --xla_gpu_enable_command_buffer=")
 }
 
 // open returns the configured backend. dsv32 never downloads anything: XLA
@@ -30,10 +41,8 @@ func (f backendFlag) open() (b compute.Backend, err error) {
 	if strings.HasPrefix(cfg, "xla") && !strings.HasPrefix(cfg, "xla:") {
 		return nil, fmt.Errorf("backend %q: give the PJRT plugin path, as xla:/abs/path/xla_cuda_plugin.so", cfg)
 	}
-	if strings.HasPrefix(cfg, "xla:") && os.Getenv("XLA_FLAGS") == "" {
-		// Without CUDA graphs decoding at batch 8 ran about 15% faster on the
-		// H200 (13.3–14.3 ms against 16.1–17.9 ms per step, docs/engine.md).
-		os.Setenv("XLA_FLAGS", "--xla_gpu_enable_command_buffer=")
+	if strings.HasPrefix(cfg, "xla:") {
+		os.Setenv("XLA_FLAGS", xlaFlags(os.Getenv("XLA_FLAGS"), f.CUDAGraphs))
 	}
 	defer func() {
 		if r := recover(); r != nil {

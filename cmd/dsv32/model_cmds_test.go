@@ -115,3 +115,21 @@ func TestBenchPresets(t *testing.T) {
 		}
 	}
 }
+
+func TestXLAFlagsCUDAGraphs(t *testing.T) {
+	for _, c := range []struct {
+		flags  string
+		graphs bool
+		want   string
+	}{
+		{"", false, "--xla_gpu_enable_command_buffer="},
+		{"--xla_dump_to=/tmp/h", false, "--xla_dump_to=/tmp/h --xla_gpu_enable_command_buffer="},
+		{"", true, ""},
+		{"--xla_dump_to=/tmp/h", true, "--xla_dump_to=/tmp/h"},
+		{"--xla_gpu_enable_command_buffer=FUSION", false, "--xla_gpu_enable_command_buffer=FUSION"}, // the user chose
+	} {
+		if got := xlaFlags(c.flags, c.graphs); got != c.want {
+			t.Errorf("xlaFlags(%q, %v) = %q, want %q", c.flags, c.graphs, got, c.want)
+		}
+	}
+}
