@@ -41,3 +41,9 @@ traced() { # NAME BIN [env…]
 }
 traced graphs "$BIN"
 if [[ -x $DONORS ]]; then traced graphs-donors "$DONORS" GOXLA_BUFFER_DONORS=1; fi
+# XLA's own account: how often it re-records the graph, and how many commands.
+echo "== XLA's log of graph updates (batch 1; the last lines)"
+TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=command_buffer_thunk=3 timeout 120 "$BIN" bench decode --backend "xla:$P" --cuda-graphs \
+	--batch 1 --context 4096 --steps 20 --prefill 2048 --bandwidth 1073741824 >"$OUTDIR/xla-vlog.txt" 2>&1
+grep -c "Update command buffer" "$OUTDIR/xla-vlog.txt"
+grep "Update command buffer\|Updated command buffer" "$OUTDIR/xla-vlog.txt" | tail -4
