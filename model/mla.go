@@ -299,11 +299,15 @@ func pickedAllowed(allowed, pos, idx, segments *graph.Node) *graph.Node {
 func attendGathered(kvb *graph.Node, cfg *Config, qNope, qPE, keys, ok, idx *graph.Node, scale float64) *graph.Node {
 	sel := gatherKeys(keys, idx) // [B, T, k', r_kv+d_r]
 	wUK, wUV := absorbedWeights(kvb, cfg)
-	q := absorbedQuery(qNope, qPE, wUK)                                                                      // [B, T, H, r_kv+d_r]
-	scores := graph.MulScalar(graph.Einsum("bthc,btkc->bthk", q, sel), scale)                                // [B, T, H, k']
-	p := maskedSoftmax(scores, graph.ExpandAxes(ok, 2))                                                      // [B, T, H, k']
-	oLat := graph.Einsum("bthk,btkc->bthc", p, graph.SliceAxis(sel, -1, graph.AxisRange(0, cfg.KVLoRARank))) // [B, T, H, r_kv]
-	return graph.Einsum("bthc,hvc->bthv", oLat, wUV)                                                         // [B, T, H, d_v]
+	q := absorbedQuery(qNope, qPE, wUK)                                       // [B, T, H, r_kv+d_r]
+	scores := graph.MulScalar(graph.Einsum("bthc,btkc->bthk", q, sel), scale) // [B, T, H, k']
+	p := maskedSoftmax(scores, graph.ExpandAxes(ok, 2))                       // [B, T, H, k']
+	// Weighting every column of the selected keys and dropping the rope part
+	// after costs a quarter more of a small product, where slicing the keys
+	// first would copy all of them (one more kernel per layer and step).
+	oSel := graph.Einsum("bthk,btkc->bthc", p, sel)                       // [B, T, H, r_kv+d_r]
+	oLat := graph.SliceAxis(oSel, -1, graph.AxisRange(0, cfg.KVLoRARank)) // [B, T, H, r_kv]
+	return graph.Einsum("bthc,hvc->bthv", oLat, wUV)                      // [B, T, H, d_v]
 }
 
 // gatherKeys returns keys [B, S, W] at idx [B, T, k']: [B, T, k', W]. The
