@@ -56,9 +56,14 @@ func layerNorm(scope *gm.Scope, x *graph.Node, eps float64) *graph.Node {
 	w := weight(scope, x.Graph(), x.DType(), initializer.One, "weight", d) // [d]
 	b := weight(scope, x.Graph(), x.DType(), initializer.Zero, "bias", d)  // [d]
 	x32 := graph.ConvertDType(x, dtypes.Float32)
+	// One pass: the mean and the mean square reduce the same input, so XLA
+	// makes them one kernel (the two-pass variance needs the mean first). In
+	// float32 over the indexer's 128 dims the cancellation is harmless; the
+	// clamp keeps a rounding below zero out of the square root.
 	mean := graph.ReduceAndKeep(x32, graph.ReduceMean, -1)
+	meanSq := graph.ReduceAndKeep(graph.Square(x32), graph.ReduceMean, -1)
+	variance := graph.Max(graph.Sub(meanSq, graph.Square(mean)), graph.ZerosLike(mean))
 	centred := graph.Sub(x32, mean)
-	variance := graph.ReduceAndKeep(graph.Square(centred), graph.ReduceMean, -1)
 	y := graph.Div(centred, graph.Sqrt(graph.AddScalar(variance, eps)))
 	return graph.Add(graph.Mul(graph.ConvertDType(y, x.DType()), graph.ExpandLeftToRank(w, x.Rank())), graph.ExpandLeftToRank(b, x.Rank()))
 }
