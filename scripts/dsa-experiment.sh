@@ -257,6 +257,13 @@ pre_flags=()
 curve_pid=
 if ((${CURVE:-0} > 0)); then
 	pre_flags=(--save-every "$CURVE" --keep 0)
+	# A long-range copy probe: the same held-out stories told once and told
+	# twice. Per-token loss twice ≈ once means the second telling, 100–200
+	# tokens after the first, is not copied; ≈ half means it is.
+	for n in 1 2; do
+		"$DSV32" data synth --task stories --n 400 --repeat "$n" --seed 77 --out "$OUT/data/told$n.jsonl" >>"$OUT/logs/data.log" 2>&1
+		"$DSV32" data tokenize --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/told$n" "$OUT/data/told$n.jsonl" >>"$OUT/logs/data.log" 2>&1
+	done
 	curve() { # evaluate each new checkpoint until pre-training is done
 		local done=0 ck name
 		while :; do
@@ -268,6 +275,14 @@ if ((${CURVE:-0} > 0)); then
 					--n "${N_CURVE:-50}" --tokens "$SEQ" "${retrieval[@]}" --seed "$EVAL_SEED" \
 					--json "$OUT/eval/curve-$name.json" >>"$OUT/logs/curve.log" 2>&1 &&
 					say "curve $name: $(tail -1 "$OUT/logs/curve.log")"
+				local told=()
+				for n in 1 2; do
+					"$DSV32" eval lm --model "$ck" --backend "$BACKEND" --dtype "$DTYPE" --batch "$EVAL_BATCH" --dense \
+						--data "$OUT/data/told$n" --held-out 1 --rows 32 --seq-len "$SEQ" \
+						--json "$OUT/eval/curve-$name-told$n.json" >>"$OUT/logs/curve.log" 2>&1 &&
+						told+=("$(tail -1 "$OUT/logs/curve.log" | sed -n 's/.* loss \([0-9.]*\) over .*/\1/p')")
+				done
+				say "curve $name: held-out stories told once ${told[0]:-?}, twice ${told[1]:-?} (per token; half means copied)"
 			done
 			((done)) && return
 			sleep 5
