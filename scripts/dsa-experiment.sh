@@ -222,6 +222,7 @@ if [[ $TOKENIZER == train ]]; then
 	"$DSV32" data synth --task stories --n 4000 --seed 9 --out "$OUT/data/tok/stories.jsonl" >>"$OUT/logs/data.log" 2>&1
 	"$DSV32" data synth --task recall --pairs "${RECALL_PAIRS:-8}" --n 2000 --seed 9 --out "$OUT/data/tok/recall.jsonl" >>"$OUT/logs/data.log" 2>&1
 	"$DSV32" data synth --task copy --n 2000 --seed 9 --out "$OUT/data/tok/copy.jsonl" >>"$OUT/logs/data.log" 2>&1
+	"$DSV32" data synth --task induction --n 2000 --seed 9 --out "$OUT/data/tok/induction.jsonl" >>"$OUT/logs/data.log" 2>&1
 	VOCAB=$("$DSV32" tokenizer train --vocab-size "$VOCAB" --out "$OUT/data/tokenizer.json" "$OUT"/data/tok/*.jsonl 2>>"$OUT/logs/data.log" |
 		sed -n 's/^wrote .*: \([0-9]*\) ids$/\1/p')
 	[[ -n $VOCAB ]] || { echo "tokenizer train failed: see $OUT/logs/data.log" >&2; exit 1; }
@@ -241,6 +242,14 @@ fi
 if ((${N_RECALL:-0} > 0)); then # associative recall: the retrieval lookup at short range, densely supervised
 	"$DSV32" data synth --task recall --pairs "${RECALL_PAIRS:-8}" --n "$N_RECALL" --seed 4 --out "$OUT/data/recall.jsonl" >>"$OUT/logs/data.log" 2>&1
 	texts+=("$OUT/data/recall.jsonl")
+fi
+if ((${N_INDUCTION:-0} > 0)); then # a random pseudo-word sequence told twice: the test for copying attention
+	"$DSV32" data synth --task induction --n "$N_INDUCTION" --seed 5 --out "$OUT/data/induction.jsonl" >>"$OUT/logs/data.log" 2>&1
+	texts+=("$OUT/data/induction.jsonl")
+	# ONLY_INDUCTION=1 (with STOP_AFTER=pretrain): train on these alone, a
+	# check that the stack learns an induction head at all (the loss falls
+	# from ln 256 ≈ 5.5 towards half of it when it does).
+	if [[ ${ONLY_INDUCTION:-0} == 1 ]]; then texts=("$OUT/data/induction.jsonl"); fi
 fi
 "$DSV32" data tokenize --tokenizer "$OUT/data/tokenizer.json" --out "$OUT/data/shards" "${texts[@]}" >>"$OUT/logs/data.log" 2>&1
 write_config

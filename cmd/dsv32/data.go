@@ -18,7 +18,7 @@ import (
 // dataCmd groups the training-data tools (package train/data).
 type dataCmd struct {
 	Tokenize dataTokenizeCmd `cmd:"" help:"Tokenise text files into uint32 shards and an index.json."`
-	Synth    dataSynthCmd    `cmd:"" help:"Generate a synthetic task as JSONL: retrieval (long context), stories, arith, copy, reverse, recall."`
+	Synth    dataSynthCmd    `cmd:"" help:"Generate a synthetic task as JSONL: retrieval (long context), stories, arith, copy, reverse, recall, induction."`
 	Ladder   dataLadderCmd   `cmd:"" help:"Write SFT conversations (JSONL) from a task of the RL ladder: reverse, add, countdown, …"`
 	Inspect  dataInspectCmd  `cmd:"" help:"Summarise a tokenised dataset; with --tokenizer, decode a document."`
 }
@@ -109,7 +109,7 @@ func dataEOS(tok *tokenizer.BPE) (int, error) {
 }
 
 type dataSynthCmd struct {
-	Task      string `required:"" enum:"retrieval,stories,arith,copy,reverse,recall" help:"retrieval: secret numbers hidden in long filler, asked for at the end; stories: tiny stories; arith: arithmetic facts; copy, reverse: letter strings; recall: key-value pairs, every key asked again (associative recall)."`
+	Task      string `required:"" enum:"retrieval,stories,arith,copy,reverse,recall,induction" help:"retrieval: secret numbers hidden in long filler, asked for at the end; stories: tiny stories; arith: arithmetic facts; copy, reverse: letter strings; recall: key-value pairs, every key asked again (associative recall); induction: a random sequence of pseudo-words told twice (the test for copying attention)."`
 	N         int    `default:"1000" help:"Examples to generate."`
 	Tokens    int    `default:"4096" placeholder:"L" help:"retrieval: tokens per document (measured with --tokenizer, else estimated)."`
 	MaxTokens int    `default:"0" placeholder:"L" help:"retrieval: when above --tokens, lengths are uniform in [--tokens, --max-tokens]."`
@@ -119,7 +119,7 @@ type dataSynthCmd struct {
 	Spaced    bool   `help:"retrieval: write each number's digits apart (\"4 8 2 9\"): one frequent token a digit."`
 	Letters   bool   `help:"retrieval: values are --digits consonants, spaced (\"k l o b\"): one token each in most tokenizers."`
 	Restate   bool   `help:"retrieval: each answer restates the fact up to its value (\"Answer: The secret number of the red fox is …\"), as RULER does."`
-	Words     int    `default:"0" help:"stories, retrieval filler: words per word list, the vocabulary's size (0: all)."`
+	Words     int    `default:"0" help:"stories, retrieval filler: words per word list, the vocabulary's size (0: all); induction: distinct pseudo-words (0: 256)."`
 	Repeat    int    `default:"0" help:"stories: tell each story this many times (0: once); later tellings train copying attention."`
 	Seed      uint64 `default:"1" help:"Example i of a seed is always the same."`
 	Tokenizer string `type:"existingfile" placeholder:"PATH" help:"A tokenizer.json to measure retrieval lengths exactly."`
@@ -153,6 +153,8 @@ func (c *dataSynthCmd) Run() error {
 		g = data.Copy{Reverse: c.Task == "reverse"}
 	case "recall":
 		g = data.Recall{Pairs: c.Pairs}
+	case "induction":
+		g = data.Induction{Vocab: c.Words}
 	}
 	exs, err := data.Generate(g, c.Seed, c.N)
 	if err != nil {

@@ -297,6 +297,56 @@ func (c Recall) Generate(seed uint64, i int) (Example, error) {
 	return Example{Text: b.String(), Prompt: prompt, Answer: string(vals[last])}, nil
 }
 
+// Induction is the classic test for copying attention ("induction heads"):
+// a random sequence of pseudo-words, then the same sequence again,
+//
+//	rep: miv sic moh … | miv sic moh …
+//
+// Each word of the second telling is predictable only by finding the same
+// word in the first telling and copying the one after it; a model without
+// that lookup stays at ln Vocab on both halves. Prompt ends with "|".
+type Induction struct {
+	Vocab  int // distinct pseudo-words; 0: 256 (2–1280)
+	MinLen int // words per sequence; 0: 30
+	MaxLen int // 0: 60
+}
+
+func (c Induction) Generate(seed uint64, i int) (Example, error) {
+	vocab, lo, hi := cmp0(c.Vocab, 256), cmp0(c.MinLen, 30), cmp0(c.MaxLen, 60)
+	words := pseudoWords()
+	if vocab < 2 || vocab > len(words) || lo < 1 || hi < lo {
+		return Example{}, fmt.Errorf("data: induction: vocab %d (2–%d), length [%d, %d]", vocab, len(words), lo, hi)
+	}
+	r := newRNG(seed, uint64(i), 7)
+	seq := make([]string, r.between(lo, hi))
+	for k := range seq {
+		seq[k] = words[r.intn(vocab)]
+	}
+	s := strings.Join(seq, " ")
+	return Example{Text: "rep: " + s + " | " + s, Prompt: "rep: " + s + " |", Answer: s}, nil
+}
+
+// pseudoWords are the consonant-vowel-consonant syllables of 16 consonants
+// and 5 vowels (1280), in a fixed shuffled order so that any prefix mixes
+// all letters.
+func pseudoWords() []string {
+	const cons, vows = "bcdfghklmnprstvz", "aeiou"
+	var w []string
+	for _, a := range cons {
+		for _, b := range vows {
+			for _, c := range cons {
+				w = append(w, string([]rune{a, b, c}))
+			}
+		}
+	}
+	r := newRNG(0, 0, 8)
+	for k := len(w) - 1; k > 0; k-- {
+		j := r.intn(k + 1)
+		w[k], w[j] = w[j], w[k]
+	}
+	return w
+}
+
 // WriteJSONL writes examples one JSON object a line, atomically.
 func WriteJSONL(path string, examples []Example) error {
 	var buf bytes.Buffer

@@ -247,6 +247,23 @@ func TestTasks(t *testing.T) {
 				t.Errorf("prompt %q and answer %q do not end the text with the last query", ex.Prompt, ex.Answer)
 			}
 		}},
+		{"induction", Induction{Vocab: 12, MinLen: 40, MaxLen: 40}, func(t *testing.T, ex Example) {
+			first, second, ok := strings.Cut(strings.TrimPrefix(ex.Text, "rep: "), " | ")
+			words := strings.Fields(first)
+			if !ok || first != second || len(words) != 40 {
+				t.Fatalf("%q: want 40 words told twice", ex.Text)
+			}
+			distinct := map[string]bool{}
+			for _, w := range words {
+				distinct[w] = true
+			}
+			if len(distinct) > 12 || len(distinct) < 6 {
+				t.Errorf("%d distinct words of a 12-word vocabulary in 40 draws", len(distinct))
+			}
+			if ex.Prompt+" "+ex.Answer != ex.Text || ex.Answer != first {
+				t.Errorf("prompt %q and answer %q do not split the text at the bar", ex.Prompt, ex.Answer)
+			}
+		}},
 		{"reverse", Copy{Reverse: true, Letters: 4}, func(t *testing.T, ex Example) {
 			for _, line := range strings.Split(ex.Text, "\n") {
 				in, out, _ := strings.Cut(strings.TrimPrefix(line, "reverse: "), " -> ")
@@ -283,7 +300,7 @@ func TestTasks(t *testing.T) {
 			}
 		})
 	}
-	for _, g := range []Generator{Stories{MinSentences: 3, MaxSentences: 2}, Stories{Repeat: 17}, Arith{Digits: 10}, Arith{Ops: "/"}, Copy{Letters: 27}, Copy{MinLen: 5, MaxLen: 2}, Recall{Pairs: 21}} {
+	for _, g := range []Generator{Stories{MinSentences: 3, MaxSentences: 2}, Stories{Repeat: 17}, Arith{Digits: 10}, Arith{Ops: "/"}, Copy{Letters: 27}, Copy{MinLen: 5, MaxLen: 2}, Recall{Pairs: 21}, Induction{Vocab: 1}, Induction{Vocab: 2000}, Induction{MinLen: 9, MaxLen: 3}} {
 		if _, err := g.Generate(1, 0); err == nil {
 			t.Errorf("%+v: no error", g)
 		}
