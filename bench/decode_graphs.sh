@@ -21,6 +21,8 @@ point() { # NAME BIN GRAPHS(true|false) [env…]
 	local name=$1 bin=$2 graphs=$3
 	shift 3
 	echo "== $name"
+	# Graphs off said in XLA_FLAGS: with GOXLA_BUFFER_DONORS set they are on by default.
+	if [[ $graphs == false ]]; then set -- "$@" XLA_FLAGS=--xla_gpu_enable_command_buffer=; fi
 	env "$@" timeout 120 "$bin" bench decode --backend "xla:$P" --cuda-graphs="$graphs" --batch "${BATCH:-1,8}" \
 		--context "${CONTEXT:-4096}" --steps "${STEPS:-40}" --prefill 2048 --bandwidth 1073741824 2>&1 | grep "^decode"
 }

@@ -19,14 +19,21 @@ type backendFlag struct {
 }
 
 // xlaFlags returns XLA_FLAGS with CUDA graphs switched off unless graphs is
-// set or the flags already choose: decoding was never faster with them, and
-// batch 8 was slower (docs/engine.md).
+// set or the flags already choose. Without aliased cache donation every
+// step's caches move, XLA re-records the whole graph before each launch, and
+// decoding was never faster with graphs (docs/engine.md).
 func xlaFlags(flags string, graphs bool) string {
 	if graphs || strings.Contains(flags, "xla_gpu_enable_command_buffer") {
 		return flags
 	}
 	return strings.TrimSpace(flags + " --xla_gpu_enable_command_buffer=")
 }
+
+// cudaGraphs reports whether XLA should run programs as CUDA graphs: when
+// asked, or when a go-xla built with bench/donors aliases donated caches
+// (GOXLA_BUFFER_DONORS set). Then the graph replays unchanged and batch-1
+// decoding is about 1.4× faster with it (docs/engine.md).
+func cudaGraphs(asked bool) bool { return asked || os.Getenv("GOXLA_BUFFER_DONORS") != "" }
 
 // open returns the configured backend. dsv32 never downloads anything: XLA
 // is used only when a plugin path is given.
@@ -42,7 +49,7 @@ func (f backendFlag) open() (b compute.Backend, err error) {
 		return nil, fmt.Errorf("backend %q: give the PJRT plugin path, as xla:/abs/path/xla_cuda_plugin.so", cfg)
 	}
 	if strings.HasPrefix(cfg, "xla:") {
-		os.Setenv("XLA_FLAGS", xlaFlags(os.Getenv("XLA_FLAGS"), f.CUDAGraphs))
+		os.Setenv("XLA_FLAGS", xlaFlags(os.Getenv("XLA_FLAGS"), cudaGraphs(f.CUDAGraphs)))
 	}
 	defer func() {
 		if r := recover(); r != nil {
