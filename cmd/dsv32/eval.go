@@ -431,7 +431,7 @@ func (c *evalLMCmd) Run() error {
 // eval summary
 
 type evalSummaryCmd struct {
-	Dir  string   `arg:"" type:"existingdir" help:"The experiment directory: eval/<arm>.retrieval.json and eval/<arm>.lm.json, runs/<name>/metrics.jsonl."`
+	Dir  string   `arg:"" type:"existingdir" help:"The experiment directory: eval/<arm>.retrieval.json and eval/<arm>.lm.json, runs/<name>/metrics.jsonl, and the learning curve's eval/curve-step-*.json."`
 	Arms []string `placeholder:"NAME,..." help:"Arms in the order to show (default: every arm found, sorted)."`
 	Out  string   `type:"path" placeholder:"DIR" help:"Where to write summary.json, summary.md and the charts (default: the experiment directory)."`
 }
@@ -455,6 +455,9 @@ func (c *evalSummaryCmd) Run() error {
 	if len(arms) == 0 {
 		files, _ := filepath.Glob(filepath.Join(c.Dir, "eval", "*.json"))
 		for _, f := range files {
+			if strings.HasPrefix(filepath.Base(f), "curve-") {
+				continue // the learning curve's checkpoints, not arms
+			}
 			a := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(filepath.Base(f), ".json"), ".retrieval"), ".lm")
 			if !slices.Contains(arms, a) {
 				arms = append(arms, a)
@@ -486,7 +489,14 @@ func (c *evalSummaryCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	curve, err := evalReadCurve(filepath.Join(c.Dir, "eval"))
+	if err != nil {
+		return err
+	}
 	sum := map[string]any{"arms": rows, "runs": evalRunSummaries(runs)}
+	if len(curve) > 0 {
+		sum["curve"] = curve
+	}
 	js, err := json.MarshalIndent(sum, "", "  ")
 	if err != nil {
 		return err
@@ -494,19 +504,174 @@ func (c *evalSummaryCmd) Run() error {
 	if err := atomicfile.Write(filepath.Join(out, "summary.json"), append(js, '\n')); err != nil {
 		return err
 	}
-	md := evalArmsTable(rows) + "\n" + evalRunsTable(evalRunSummaries(runs))
+	if len(rows) == 0 && len(runs) == 0 && len(curve) == 0 {
+		return fmt.Errorf("eval summary: %s has no eval/<arm>.*.json, runs/*/metrics.jsonl or eval/curve-step-*.json", c.Dir)
+	}
+	var parts []string
+	if len(rows) > 0 {
+		parts = append(parts, evalArmsTable(rows))
+	}
+	if len(runs) > 0 {
+		parts = append(parts, evalRunsTable(evalRunSummaries(runs)))
+	}
+	if len(curve) > 0 {
+		parts = append(parts, evalCurveTable(curve))
+	}
+	md := strings.Join(parts, "\n")
 	if err := atomicfile.Write(filepath.Join(out, "summary.md"), []byte(md)); err != nil {
 		return err
 	}
 	fmt.Print(md)
-	if err := evalPlotBars(filepath.Join(out, "bars.png"), rows); err != nil {
+	written := []string{"summary.json", "summary.md"}
+	if len(rows) > 0 {
+		if err := evalPlotBars(filepath.Join(out, "bars.png"), rows); err != nil {
+			return err
+		}
+		written = append(written, "bars.png")
+	}
+	charts, err := evalPlotCurves(out, runs)
+	if err != nil {
 		return err
 	}
-	if err := evalPlotCurves(out, runs); err != nil {
-		return err
+	written = append(written, charts...)
+	if len(curve) > 0 {
+		if err := evalPlotCurve(filepath.Join(out, "curve.png"), curve); err != nil {
+			return err
+		}
+		written = append(written, "curve.png")
 	}
-	fmt.Printf("wrote %s: summary.json, summary.md, bars.png, stage2-lm.png, kl.png, pretrain.png\n", out)
+	fmt.Printf("wrote %s: %s\n", out, strings.Join(written, ", "))
 	return nil
+}
+
+// CurvePoint is one pre-training checkpoint of the experiment's learning
+// curve (CURVE=K): dense retrieval, and the long-range copy probe (the LM
+// loss of held-out stories told once and told twice; twice ≈ half of once
+// means the second telling is copied from the first).
+type CurvePoint struct {
+	Step      int              `json:"step"`
+	Retrieval *RetrievalResult `json:"retrieval,omitempty"`
+	ToldOnce  *float64         `json:"told_once,omitempty"`
+	ToldTwice *float64         `json:"told_twice,omitempty"`
+}
+
+// evalReadCurve reads dir/curve-step-NNNNNNNN[-told1|-told2].json, by step.
+func evalReadCurve(dir string) ([]CurvePoint, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "curve-step-*.json"))
+	if err != nil {
+		return nil, err
+	}
+	byStep := map[int]*CurvePoint{}
+	for _, f := range files {
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "curve-step-"), ".json")
+		num, kind, _ := strings.Cut(name, "-")
+		var step int
+		if _, err := fmt.Sscanf(num, "%d", &step); err != nil {
+			return nil, fmt.Errorf("%s: no step number in the name", f)
+		}
+		pt := byStep[step]
+		if pt == nil {
+			pt = &CurvePoint{Step: step}
+			byStep[step] = pt
+		}
+		switch kind {
+		case "":
+			var r RetrievalResult
+			if _, err := evalReadJSON(f, &r); err != nil {
+				return nil, err
+			}
+			pt.Retrieval = &r
+		case "told1", "told2":
+			var r LMResult
+			if _, err := evalReadJSON(f, &r); err != nil {
+				return nil, err
+			}
+			if kind == "told1" {
+				pt.ToldOnce = &r.LMLoss
+			} else {
+				pt.ToldTwice = &r.LMLoss
+			}
+		default:
+			return nil, fmt.Errorf("%s: unknown curve file (want curve-step-N.json, -told1.json or -told2.json)", f)
+		}
+	}
+	var out []CurvePoint
+	for _, pt := range byStep {
+		out = append(out, *pt)
+	}
+	slices.SortFunc(out, func(a, b CurvePoint) int { return a.Step - b.Step })
+	return out, nil
+}
+
+// evalCurveTable is the learning curve as a markdown table.
+func evalCurveTable(curve []CurvePoint) string {
+	var b strings.Builder
+	b.WriteString("| step | retrieval accuracy | answer-token accuracy | answer loss | stories told once | told twice |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- |\n")
+	opt := func(v *float64) string {
+		if v == nil {
+			return "–"
+		}
+		return fmt.Sprintf("%.4f", *v)
+	}
+	for _, pt := range curve {
+		acc, tok, loss := "–", "–", "–"
+		if r := pt.Retrieval; r != nil {
+			acc = fmt.Sprintf("%.3f (%d/%d)", r.Accuracy, r.Correct, r.N)
+			tok = fmt.Sprintf("%.3f", r.TokenAccuracy)
+			loss = fmt.Sprintf("%.4f", r.AnswerLoss)
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s |\n", pt.Step, acc, tok, loss, opt(pt.ToldOnce), opt(pt.ToldTwice))
+	}
+	return b.String()
+}
+
+// evalPlotCurve draws the learning curve: retrieval accuracies on the left,
+// the answer loss and the copy probe's losses on the right.
+func evalPlotCurve(path string, curve []CurvePoint) error {
+	var acc, tok, ans, once, twice plotter.XYs
+	for _, pt := range curve {
+		x := float64(pt.Step)
+		if r := pt.Retrieval; r != nil {
+			acc = append(acc, plotter.XY{X: x, Y: r.Accuracy})
+			tok = append(tok, plotter.XY{X: x, Y: r.TokenAccuracy})
+			ans = append(ans, plotter.XY{X: x, Y: r.AnswerLoss})
+		}
+		if pt.ToldOnce != nil {
+			once = append(once, plotter.XY{X: x, Y: *pt.ToldOnce})
+		}
+		if pt.ToldTwice != nil {
+			twice = append(twice, plotter.XY{X: x, Y: *pt.ToldTwice})
+		}
+	}
+	left, right := plot.New(), plot.New()
+	left.Title.Text, left.Y.Label.Text = "dense retrieval (held-out documents)", "accuracy"
+	right.Title.Text, right.Y.Label.Text = "losses per token", "loss"
+	for _, p := range []*plot.Plot{left, right} {
+		p.X.Label.Text = "pre-training step"
+		p.Legend.Top = true
+	}
+	left.Legend.Left = true
+	var l, r []any
+	for _, s := range []struct {
+		name string
+		xy   plotter.XYs
+		to   *[]any
+	}{
+		{"exact answers", acc, &l}, {"answer tokens", tok, &l},
+		{"answer", ans, &r}, {"stories told once", once, &r}, {"stories told twice", twice, &r},
+	} {
+		if len(s.xy) > 0 {
+			*s.to = append(*s.to, s.name, s.xy)
+		}
+	}
+	if err := plotutil.AddLinePoints(left, l...); err != nil {
+		return err
+	}
+	if err := plotutil.AddLinePoints(right, r...); err != nil {
+		return err
+	}
+	return evalSavePlots(path, 12, 4, left, right)
 }
 
 // evalReadJSON reads path into v; a missing file is (false, nil).
@@ -702,8 +867,9 @@ func evalPlotBars(path string, rows []ArmResult) error {
 
 // evalPlotCurves draws the runs' curves: the LM loss of every run that is not
 // pre-training or stage 1 (stage 2 arms, dense continuation), the indexer KL
-// (Σ over layers) of the DSA runs, and pre-training's loss.
-func evalPlotCurves(out string, runs []evalRun) error {
+// (Σ over layers) of the DSA runs, and pre-training's loss. It returns the
+// names of the charts it wrote (those with something to draw).
+func evalPlotCurves(out string, runs []evalRun) (written []string, err error) {
 	var lm, kl, pre []any
 	for _, r := range runs {
 		var l, k plotter.XYs
@@ -744,13 +910,14 @@ func evalPlotCurves(out string, runs []evalRun) error {
 		p.Y.Label.Text = c.y
 		p.Legend.Top = true
 		if err := plotutil.AddLines(p, c.lines...); err != nil {
-			return err
+			return nil, err
 		}
 		if err := evalSavePlots(filepath.Join(out, c.file), 8, 4, p); err != nil {
-			return err
+			return nil, err
 		}
+		written = append(written, c.file)
 	}
-	return nil
+	return written, nil
 }
 
 // evalSmooth is a trailing moving average over up to 1/20 of the points.

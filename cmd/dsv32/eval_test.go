@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"
@@ -192,10 +193,26 @@ func TestEvalCommands(t *testing.T) {
 		!(r.LMLoss > 0) || r.Dense || r.IndexTopK != 16 || r.MeanLen < 150 || r.MeanLen > 201 {
 		t.Errorf("result %+v", r)
 	}
+	// A learning curve of two checkpoints, the copy probe at one of them.
+	for _, c := range [][2]string{
+		{js, "curve-step-00000200.json"}, {js, "curve-step-00000100.json"},
+		{lmJS, "curve-step-00000200-told1.json"}, {lmJS, "curve-step-00000200-told2.json"},
+	} {
+		b, err := os.ReadFile(c[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "exp", "eval", c[1]), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := runCLI(t, "eval", "summary", filepath.Join(dir, "exp")); err != nil {
 		t.Fatal(err)
 	}
-	var sum struct{ Arms []ArmResult }
+	var sum struct {
+		Arms  []ArmResult
+		Curve []CurvePoint
+	}
 	if ok, err := evalReadJSON(filepath.Join(dir, "exp", "summary.json"), &sum); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
@@ -203,7 +220,21 @@ func TestEvalCommands(t *testing.T) {
 		b, _ := json.Marshal(sum)
 		t.Errorf("summary %s", b)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "exp", "bars.png")); err != nil {
-		t.Error(err)
+	if len(sum.Curve) != 2 || sum.Curve[0].Step != 100 || sum.Curve[1].Step != 200 || sum.Curve[0].Retrieval == nil ||
+		sum.Curve[0].ToldOnce != nil || sum.Curve[1].ToldTwice == nil || *sum.Curve[1].ToldTwice != lm.LMLoss {
+		b, _ := json.Marshal(sum.Curve)
+		t.Errorf("curve %s", b)
+	}
+	for _, png := range []string{"bars.png", "curve.png"} {
+		if _, err := os.Stat(filepath.Join(dir, "exp", png)); err != nil {
+			t.Error(err)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "exp", "summary.md"))
+	if err != nil || !strings.Contains(string(md), "| 200 | ") {
+		t.Errorf("summary.md has no curve row for step 200 (%v):\n%s", err, md)
+	}
+	if err := runCLI(t, "eval", "summary", t.TempDir()); err == nil || !strings.Contains(err.Error(), "has no eval") {
+		t.Errorf("summary of an empty directory: %v, want an error naming what is missing", err)
 	}
 }
