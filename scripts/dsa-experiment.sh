@@ -9,7 +9,8 @@
 # BACKEND: go, or xla:/abs/path/xla_cuda_plugin.so (add ",preallocate=false":
 # the script runs several trainings at once on the one GPU). SCALE: gpu
 # (default; 4096-token rows, ~37M parameters), gpu1k (the same model at
-# 1024-token rows, with data made for learning retrieval), probe (the gpu model and data,
+# 1024-token rows, with data made for learning retrieval), gpu4k (gpu1k's
+# data at 4096-token rows, index_topk 256; meant with INIT, below), probe (the gpu model and data,
 # a few steps of each stage: prints the seconds per step to size the real
 # run), cpu (a tiny model, 256-token rows: checks that everything runs).
 # Needs only the dsv32 binary (DSV32, default .gpu/dsv32) and bash.
@@ -27,12 +28,14 @@
 #
 # Every number below can be overridden from the environment (STEPS_PRE=…).
 # STOP_AFTER=pretrain ends after pre-training; START_AFTER=pretrain goes on
-# from there in the same OUTDIR (one device call each).
+# from there in the same OUTDIR (one device call each). INIT=CHECKPOINT
+# starts pre-training from that checkpoint's weights and tokenizer (this
+# run's config: its rows and index_topk), e.g. a gpu1k model extended to 4096.
 # Writes OUTDIR/{data,runs,eval,logs}, OUTDIR/summary.{json,md} and charts.
 set -euo pipefail
 
-BACKEND=${1:?usage: $0 BACKEND OUTDIR [gpu|gpu1k|probe|cpu]}
-OUT=${2:?usage: $0 BACKEND OUTDIR [gpu|gpu1k|probe|cpu]}
+BACKEND=${1:?usage: $0 BACKEND OUTDIR [gpu|gpu1k|gpu4k|probe|cpu]}
+OUT=${2:?usage: $0 BACKEND OUTDIR [gpu|gpu1k|gpu4k|probe|cpu]}
 SCALE=${3:-gpu}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DSV32=${DSV32:-$ROOT/.gpu/dsv32}
@@ -42,8 +45,27 @@ export GOMLX_NO_AUTO_INSTALL=1
 # BPE of VOCAB ids trained on samples of this experiment's own documents, in
 # which the retrieval template's words are whole tokens.
 TOKENIZER=${TOKENIZER:-} VOCAB=${VOCAB:-}
+if [[ -n ${INIT:-} ]]; then
+	# A model extended from INIT keeps INIT's tokenizer and vocabulary.
+	[[ -f $INIT/config.json && -f $INIT/tokenizer.json ]] || {
+		echo "INIT=$INIT: want a checkpoint directory (config.json, tokenizer.json, weights)" >&2
+		exit 2
+	}
+	INIT=$(cd "$INIT" && pwd)
+	TOKENIZER=$INIT/tokenizer.json
+	VOCAB=$(sed -n 's/^ *"vocab_size": *\([0-9]*\).*/\1/p' "$INIT/config.json")
+fi
 
 case $SCALE in
+gpu4k)
+	# gpu1k's data and model at 4096-token rows, index_topk 256 (1/16): a
+	# passkey anywhere in 128–4096 tokens (every evaluation document 4096).
+	# Retrieval at 4096 is learned far more cheaply by extending a gpu1k model
+	# that already retrieves (INIT=its checkpoint) than from scratch.
+	SEQ=${SEQ:-4096} TOPK=${TOPK:-256} BATCH=${BATCH:-2} N_RET=${N_RET:-30000} N_STORIES=${N_STORIES:-20000}
+	N_COPY=${N_COPY:-50000} N_RECALL=${N_RECALL:-100000}
+	STEPS_PRE=${STEPS_PRE:-6000} CAP_PRE=${CAP_PRE:-480} LR_PRE=${LR_PRE:-5e-4} WARMUP_PRE=${WARMUP_PRE:-50}
+	;&
 gpu1k)
 	# The gpu model at 1024-token rows (index_topk 64, 1/16 again), with data
 	# built for a small model to learn retrieval: one fact a document (a
@@ -96,7 +118,7 @@ cpu)
 	: "${N_EVAL:=8}" "${EVAL_ROWS:=4}" "${EVAL_BATCH:=4}" "${JOBS:=2}" "${CAP_EVAL:=300}"
 	;;
 *)
-	echo "scale $SCALE: want gpu, gpu1k, probe or cpu" >&2
+	echo "scale $SCALE: want gpu, gpu1k, gpu4k, probe or cpu" >&2
 	exit 2
 	;;
 esac
@@ -301,13 +323,29 @@ if ((${CURVE:-0} > 0)); then
 	curve_pid=$!
 fi
 rm -f "$OUT/runs/pretrain.done"
-train pretrain pretrain "--config=$OUT/data/config.json" "$STEPS_PRE" "$LR_PRE" "$WARMUP_PRE" "$CAP_PRE" "${pre_flags[@]}"
+from=("--config=$OUT/data/config.json")
+if [[ -n ${INIT:-} ]]; then
+	# INIT's weights under this run's config (rows, index_topk): the
+	# architecture and vocabulary must be the same, which loading checks.
+	rm -rf "$OUT/data/init"
+	mkdir -p "$OUT/data/init"
+	for f in "$INIT"/*.safetensors; do
+		[[ $(basename "$f") == optimizer.safetensors ]] || cp "$f" "$OUT/data/init/"
+	done
+	cp "$OUT/data/config.json" "$OUT/data/tokenizer.json" "$OUT/data/init/"
+	from=("--model=$OUT/data/init")
+	say "pretrain: from the weights of $INIT"
+fi
+train pretrain pretrain "${from[@]}" "$STEPS_PRE" "$LR_PRE" "$WARMUP_PRE" "$CAP_PRE" "${pre_flags[@]}"
 PRE=$(newest "$OUT/runs/pretrain")
 if [[ -n $curve_pid ]]; then
 	touch "$OUT/runs/pretrain.done"
 	wait "$curve_pid" || true
 fi
 if [[ ${STOP_AFTER:-} == pretrain ]]; then
+	if [[ -n $curve_pid ]]; then # the learning curve's table and chart
+		"$DSV32" eval summary "$OUT" >"$OUT/logs/summary.log" 2>&1 && say "$(tail -1 "$OUT/logs/summary.log")"
+	fi
 	say "stopping after pre-training (STOP_AFTER=pretrain): $PRE"
 	exit 0
 fi
@@ -385,5 +423,5 @@ arms=$(IFS=,; echo "${ARMS[*]}")
 }
 cat "$OUT/summary.md"
 if ((fail != 0)); then say "some evaluations failed (logs/eval-*.log)"; fi
-say "finished: $OUT/summary.json, summary.md, bars.png, stage2-lm.png, kl.png, pretrain.png"
+say "finished: $(tail -1 "$OUT/logs/summary.log")" # wrote OUTDIR: summary.json, summary.md, the charts
 exit "$fail"
