@@ -28,7 +28,11 @@ cp go.mod .gpu/donors.mod
 cp go.sum .gpu/donors.sum
 echo "replace github.com/gomlx/go-xla => $dst" >>.gpu/donors.mod
 CGO_ENABLED=1 go build -modfile=.gpu/donors.mod -ldflags "-s -w" -o .gpu/dsv32-donors ./cmd/dsv32
-# The model's tests against the reference fixtures, to check that aliasing
-# changes no number: DSV32_TEST_BACKEND=xla:$P GOXLA_BUFFER_DONORS=1 .gpu/model-donors.test
+# The model's tests against the reference fixtures, and the engine's (greedy
+# decoding against a full recompute, concurrent requests, recorded routes),
+# to check that aliasing changes no number:
+#   DSV32_TEST_BACKEND=xla:$P GOXLA_BUFFER_DONORS=1 .gpu/model-donors.test
+#   (cd engine && DSV32_TEST_BACKEND=xla:$P GOXLA_BUFFER_DONORS=1 ../.gpu/engine-donors.test)
 CGO_ENABLED=1 go test -c -tags xla -modfile=.gpu/donors.mod -o .gpu/model-donors.test ./model
-echo "wrote .gpu/dsv32-donors and .gpu/model-donors.test"
+CGO_ENABLED=1 go test -c -tags xla -modfile=.gpu/donors.mod -o .gpu/engine-donors.test ./engine
+echo "wrote .gpu/dsv32-donors, .gpu/model-donors.test and .gpu/engine-donors.test"
