@@ -28,6 +28,7 @@ type Stepper struct {
 	caches   []*tensors.Tensor // layer-major: [latent | rope key], [index key]
 
 	all, one *gm.Exec // every row; one dynamic row
+	chain    *gm.Exec // greedy steps fed from the device (Chain), built on first use
 	nRoutes  int
 	pending  *tensors.Tensor // the last step's routes, freed by the next step
 }
@@ -414,6 +415,9 @@ func (s *Stepper) Close() {
 	}
 	s.all.Finalize()
 	s.one.Finalize()
+	if s.chain != nil {
+		s.chain.Finalize()
+	}
 	for _, c := range s.caches {
 		c.FinalizeAll()
 	}
