@@ -67,6 +67,32 @@ func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps in
 		TokensPerSecond: float64(batch) / ms * 1000, WeightBytes: w, CacheBytes: c}, nil
 }
 
+// MeasureChain times greedy decoding of steps tokens per row at positions
+// pos, pos+1, … by Stepper.Chain, each step fed from the device (compilation
+// excluded), and returns the wall time per step: what a decode step costs
+// when the host does not sit between steps.
+func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int, opts model.Options) (ms float64, err error) {
+	st, err := m.NewStepper(backend, batch, pos+steps+8, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	tokens := make([]int32, batch)
+	p := make([]int32, batch)
+	for b := range batch {
+		tokens[b] = int32((b*7919 + pos*31) % m.Config.VocabSize)
+		p[b] = int32(pos)
+	}
+	if _, err := st.Chain(tokens, p, 2); err != nil { // compiles
+		return 0, err
+	}
+	t0 := time.Now()
+	if _, err := st.Chain(tokens, p, steps); err != nil {
+		return 0, err
+	}
+	return time.Since(t0).Seconds() * 1000 / float64(steps), nil
+}
+
 // StepBytes counts what one decode step of batch rows over S keys must read:
 // every weight except the embedding table and unused routed experts (routes,
 // per MoE layer [batch·K], say which were used; nil assumes K per row), plus

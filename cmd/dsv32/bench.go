@@ -100,6 +100,7 @@ type benchDecodeCmd struct {
 	Prefill   string `default:"8192,32768" help:"Prefill lengths to time."`
 	Chunk     int    `default:"2048" help:"Prefill chunk."`
 	Bandwidth int64  `default:"2147483648" help:"Bytes for the copy-bandwidth probe."`
+	Chain     bool   `default:"true" negatable:"" help:"Also time chained greedy decoding (each step fed from the device, model.Stepper.Chain)."`
 	Out       string `help:"Write the results as JSON here."`
 }
 
@@ -116,6 +117,10 @@ type decodePoint struct {
 	engine.DecodeTiming
 	FloorMS   float64 `json:"floor_ms"`
 	OverFloor float64 `json:"times_floor"`
+	// Chained greedy decoding (--chain): the wall time per step when each
+	// step's tokens stay on the device and feed the next.
+	ChainMS        float64 `json:"chain_ms,omitempty"`
+	ChainOverFloor float64 `json:"chain_times_floor,omitempty"`
 }
 
 type prefillPoint struct {
@@ -151,9 +156,18 @@ func (c *benchDecodeCmd) Run() error {
 			}
 			floor := float64(t.WeightBytes+t.CacheBytes) / bw * 1000
 			p := decodePoint{DecodeTiming: t, FloorMS: floor, OverFloor: t.StepMS / floor}
-			rep.Decode = append(rep.Decode, p)
 			fmt.Printf("decode batch %d at %6d: %7.2f ms/step  %8.1f tok/s  floor %.2f ms (%.1f×)\n",
 				b, pos, t.StepMS, t.TokensPerSecond, floor, p.OverFloor)
+			if c.Chain {
+				ms, err := engine.MeasureChain(m, backend, b, pos, c.Steps, model.Options{NativeTopK: native(backend)})
+				if err != nil {
+					return fmt.Errorf("chained decode batch %d at %d: %w", b, pos, err)
+				}
+				p.ChainMS, p.ChainOverFloor = ms, ms/floor
+				fmt.Printf("chain  batch %d at %6d: %7.2f ms/step  %8.1f tok/s  floor %.2f ms (%.1f×)\n",
+					b, pos, ms, float64(b)/ms*1000, floor, p.ChainOverFloor)
+			}
+			rep.Decode = append(rep.Decode, p)
 		}
 	}
 	lengths, err := parseInts(c.Prefill)
