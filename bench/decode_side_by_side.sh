@@ -7,7 +7,9 @@
 #
 # Usage (GPU machine, repository root):  bench/decode_side_by_side.sh [OUTDIR]
 #   OUTDIR defaults to $OUT if set, else docs/bench.
-#   Env: BIN (default .gpu/dsv32), P (PJRT plugin; default: jax_plugins.xla_cuda13's),
+#   Env: BIN (default .gpu/dsv32; for the aliasing, asynchronous build of bench/donors/build.sh:
+#        BIN=.gpu/dsv32-donors GOXLA_BUFFER_DONORS=1 GOXLA_ASYNC_EXECUTE=1),
+#        P (PJRT plugin; default: jax_plugins.xla_cuda13's),
 #        BATCH (1,8), CONTEXT (4096,16384,32768), PREFILL (8192,32768), STEPS (20),
 #        HLO=1 also dumps dsv32's optimised XLA programs and counts the kernels each
 #        decode step launches (OUTDIR/hlo-kernels.txt).
@@ -71,16 +73,22 @@ ours = json.load(open(ours_p)) if os.path.exists(ours_p) else {}
 hf = json.load(open(hf_p)) if os.path.exists(hf_p) else {}
 theirs = {(d["batch"], d["pos"]): d for d in hf.get("decode", [])}
 rows = []
-print(f"{'decode':>16s} {'transformers':>14s} {'dsv32':>10s} {'ratio':>7s} {'floor':>8s} {'× floor':>8s}")
+# dsv32 per step, and chained (greedy steps fed from the device; `bench decode --chain`).
+print(f"{'decode':>16s} {'transformers':>14s} {'dsv32':>10s} {'ratio':>7s} {'chained':>10s} {'ratio':>7s} {'floor':>8s} {'× floor':>8s} {'chained':>8s}")
 for d in ours.get("decode", []):
     b, pos = d["Batch"], d["Pos"]
     t = theirs.get((b, pos), {})
     ratio = t["step_ms"] / d["StepMS"] if "step_ms" in t else None
+    chain = d.get("chain_ms")
+    cratio = t["step_ms"] / chain if chain and "step_ms" in t else None
     rows.append({"batch": b, "pos": pos, "dsv32_ms": d["StepMS"], "transformers_ms": t.get("step_ms"),
-                 "transformers_error": t.get("error"), "ratio": ratio, "floor_ms": d["floor_ms"], "times_floor": d["times_floor"]})
+                 "transformers_error": t.get("error"), "ratio": ratio, "floor_ms": d["floor_ms"], "times_floor": d["times_floor"],
+                 "chain_ms": chain, "chain_ratio": cratio, "chain_times_floor": d.get("chain_times_floor")})
     hfs = f"{t['step_ms']:.2f} ms" if "step_ms" in t else t.get("error", "—")
+    cs = f"{chain:7.2f} ms" if chain else "—"
+    cf = f"{d['chain_times_floor']:7.1f}×" if chain else "—"
     print(f"{f'B{b} @ {pos}':>16s} {hfs:>14s} {d['StepMS']:7.2f} ms {f'{ratio:.1f}×' if ratio else '—':>7s} "
-          f"{d['floor_ms']:6.2f} ms {d['times_floor']:7.1f}×")
+          f"{cs:>10s} {f'{cratio:.1f}×' if cratio else '—':>7s} {d['floor_ms']:6.2f} ms {d['times_floor']:7.1f}× {cf:>8s}")
 pre = {p["tokens"]: p for p in hf.get("prefill", [])}
 for p in ours.get("prefill", []):
     t = pre.get(p["tokens"], {})

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Does chained decoding (model.Stepper.Chain: greedy steps fed from the
+# device) keep the GPU busy? On the GPU machine, with the build of
+# bench/donors/build.sh: first the model's and the engine's tests on XLA with
+# aliased donation and asynchronous execution (no number may change; about
+# 3 minutes at most), then
+# `dsv32 bench decode` (per step and chained) with execution synchronous
+# (go-xla as released) and asynchronous, in alternation and repeated.
+#
+#   bench/decode_chain.sh OUTDIR
+#   Env: DONORS (.gpu/dsv32-donors), TESTS (.gpu; model-donors.test, engine-donors.test),
+#        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (2).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUTDIR=${1:?usage: $0 OUTDIR}
+DONORS=${DONORS:-.gpu/dsv32-donors} TESTS=${TESTS:-.gpu}
+P=${P:-$(python3 -c 'import jax_plugins.xla_cuda13 as m, os; print(os.path.dirname(m.__file__))')/xla_cuda_plugin.so}
+export GOMLX_NO_AUTO_INSTALL=1 GOPJRT_CUDA_CHECKS=0 GOXLA_BUFFER_DONORS=1 P
+mkdir -p "$OUTDIR"
+root=$(pwd)
+# Aliased and asynchronous together: the stricter of the four combinations.
+for pkg in model engine; do
+	echo "== $pkg tests on XLA, donation aliased, execution asynchronous"
+	(cd "$pkg" && GOXLA_ASYNC_EXECUTE=1 DSV32_TEST_BACKEND="xla:$P" \
+		timeout "${TEST_TIMEOUT:-180}" "$root/$TESTS/$pkg-donors.test" -test.count=1 >"$OUTDIR/$pkg-tests.log" 2>&1)
+	echo "exit $?: $(grep -E "^(--- FAIL|FAIL|PASS|ok)" "$OUTDIR/$pkg-tests.log" | head -5 | tr '\n' ' ')"
+done
+for ((r = 1; r <= ${REPEAT:-2}; r++)); do
+	for async in "" 1; do
+		echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous"
+		GOXLA_ASYNC_EXECUTE=$async timeout 200 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
+			--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 \
+			--out "$OUTDIR/decode-r$r${async:+-async}.json" 2>&1 | grep -E "^(decode|chain)|copy bandwidth"
+	done
+done
