@@ -81,7 +81,7 @@ gpu1k)
 	SPACED=${SPACED:-1} FILLER_WORDS=${FILLER_WORDS:-3} REPEAT=${REPEAT:-2} N_COPY=${N_COPY:-100000}
 	RESTATE=${RESTATE:-1} LETTERS=${LETTERS:-1} N_RECALL=${N_RECALL:-200000}
 	N_RET=${N_RET:-60000} N_STORIES=${N_STORIES:-20000} BATCH=${BATCH:-8}
-	STEPS_PRE=${STEPS_PRE:-8000} CAP_PRE=${CAP_PRE:-420}
+	STEPS_PRE=${STEPS_PRE:-8000} CAP_PRE=${CAP_PRE:-420} EARLY=${EARLY:-40}
 	;&
 gpu | probe)
 	# Model: ~37M parameters (~14M active): 8 layers (the first dense),
@@ -361,15 +361,20 @@ fi
 # --- after pre-training, three branches at once ------------------------------
 # (b) stage 2 from the dense checkpoint; dense-more: as many dense steps; and
 # (a) stage 1 then stage 2.
+# EARLY=K also keeps each branch's checkpoint at step K, evaluated as the
+# arms stage1+2@K, stage2-only@K and dense-more@K: stage 2 without stage 1
+# starts broken, and how long it stays so is part of the comparison.
+early=()
+if ((${EARLY:-0} > 0 && EARLY < STEPS_SPARSE)); then early=(--save-every "$EARLY" --keep 0); fi
 pids=()
-train stage2-only dsa-sparse "--model=$PRE" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE" &
+train stage2-only dsa-sparse "--model=$PRE" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE" "${early[@]}" &
 pids+=($!)
-train dense-more pretrain "--model=$PRE" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE" &
+train dense-more pretrain "--model=$PRE" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE" "${early[@]}" &
 pids+=($!)
 (
 	train stage1 dsa-warmup "--model=$PRE" "$STEPS_WARM" "$LR_WARM" "$WARMUP_DSA" "$CAP_WARM"
 	s1=$(newest "$OUT/runs/stage1") || exit 1
-	train stage1+2 dsa-sparse "--model=$s1" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE"
+	train stage1+2 dsa-sparse "--model=$s1" "$STEPS_SPARSE" "$LR_SPARSE" "$WARMUP_DSA" "$CAP_SPARSE" "${early[@]}"
 ) &
 pids+=($!)
 fail=0
@@ -388,9 +393,18 @@ declare -A CKPT=(
 	[dense-more]=$(newest "$OUT/runs/dense-more")
 )
 ARMS=(dense dense-topk stage1-topk stage1+2 stage2-only dense-more)
+if ((${#early[@]} > 0)); then
+	for run in stage1+2 stage2-only dense-more; do
+		ck=$OUT/runs/$run/$(printf 'step-%08d' "$EARLY")
+		if [[ -d $ck ]]; then
+			CKPT[$run@$EARLY]=$ck
+			ARMS+=("$run@$EARLY")
+		fi
+	done
+fi
 evaluate() { # evaluate ARM KIND
 	local arm=$1 kind=$2 attn=()
-	if [[ $arm == dense || $arm == dense-more ]]; then attn=(--dense); fi
+	if [[ $arm == dense || $arm == dense-more* ]]; then attn=(--dense); fi
 	local common=(--model "${CKPT[$arm]}" --backend "$BACKEND" --dtype "$DTYPE" --batch "$EVAL_BATCH" "${attn[@]}"
 		--json "$OUT/eval/$arm.$kind.json")
 	if [[ $kind == retrieval ]]; then
