@@ -23,8 +23,14 @@ type Config struct {
 	// -1 turns mixed steps off). Larger work runs chunk by chunk instead.
 	MixedTokens  int
 	MemoryBudget int64 // bytes the caches may take (default 4 GiB); larger requests are refused
-	Dense        bool  // attend to every causal key (no top-k)
-	NativeTopK   bool  // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
+	// ChainSteps is how many decode steps run back to back on the device
+	// (model.Stepper.Chain) while every running request decodes greedily
+	// without log-probabilities or recorded routes and none waits to join
+	// (default 8; -1 turns chains off). No token crosses to the host between
+	// the steps; new requests and cancellations wait for the chain's end.
+	ChainSteps int
+	Dense      bool // attend to every causal key (no top-k)
+	NativeTopK bool // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
 }
 
 func (c *Config) defaults(m *model.Model) {
@@ -45,6 +51,9 @@ func (c *Config) defaults(m *model.Model) {
 	}
 	if c.MixedTokens == 0 {
 		c.MixedTokens = 1024
+	}
+	if c.ChainSteps == 0 {
+		c.ChainSteps = 8
 	}
 }
 

@@ -145,6 +145,85 @@ func TestContinuousBatchingIsolation(t *testing.T) {
 	}
 }
 
+// TestChainedDecoding runs the same batches with chains of 4 steps and
+// with chains off, and every request gets the same tokens: greedy requests
+// whose stop token or budget ends them part-way through a chain, alone and
+// together, and a batch that mixes in a sampled request (chains wait for it).
+func TestChainedDecoding(t *testing.T) {
+	type job struct {
+		prompt []int32
+		p      engine.SampleParams
+	}
+	_, fx := tinyModel(t)
+	// A stop token first drawn at the 6th greedy token: inside the second chain.
+	ref := greedyReference(t, fx[5:30], 12)
+	stop := int32(-1)
+	for i := 5; i < len(ref) && stop < 0; i++ {
+		if !slices.Contains(ref[:i], ref[i]) {
+			stop = ref[i]
+		}
+	}
+	if stop < 0 {
+		t.Fatalf("no fresh token in %v to stop on", ref)
+	}
+	greedy := []job{
+		{fx[:20], engine.SampleParams{MaxTokens: 11}},
+		{fx[5:30], engine.SampleParams{MaxTokens: 20, StopTokens: []int32{stop}}},
+		{fx[10:13], engine.SampleParams{MaxTokens: 6}},
+	}
+	mixed := append(slices.Clone(greedy),
+		job{fx[30:64], engine.SampleParams{MaxTokens: 9, Temperature: 0.8, Seed: 3, HasSeed: true}},
+		job{fx[:9], engine.SampleParams{MaxTokens: 3}})
+	run := func(jobs []job, chain int) ([][]int32, engine.Stats) {
+		e, _ := newEngine(t, engine.Config{MaxBatch: 3, PrefillChunk: 16, ChainSteps: chain})
+		got := make([][]int32, len(jobs))
+		var wg sync.WaitGroup
+		for i, j := range jobs {
+			wg.Go(func() {
+				res, err := e.Generate(context.Background(), engine.Request{Prompt: j.prompt, Params: j.p}, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[i] = ids(res.Tokens)
+			})
+		}
+		wg.Wait()
+		return got, e.Stats()
+	}
+	for _, c := range []struct {
+		name string
+		jobs []job
+	}{{"greedy", greedy}, {"mixed", mixed}} {
+		chained, on := run(c.jobs, 4)
+		plain, off := run(c.jobs, -1)
+		for i := range c.jobs {
+			if !slices.Equal(chained[i], plain[i]) {
+				t.Errorf("%s batch, request %d: with chains %v, without %v", c.name, i, chained[i], plain[i])
+			}
+		}
+		if n := len(plain[1]); n < 6 || plain[1][n-1] != stop {
+			t.Errorf("%s batch: the stop token request gave %v, want at least 6 tokens ending in %d", c.name, plain[1], stop)
+		}
+		if off.ChainedSteps != 0 || (c.name == "greedy" && on.ChainedSteps == 0) {
+			t.Errorf("%s batch: %d chained steps with chains on, %d with them off", c.name, on.ChainedSteps, off.ChainedSteps)
+		}
+	}
+	// A lone greedy request: 10 tokens are the prefill's, chains of 4 and 4,
+	// and one plain step.
+	e, _ := newEngine(t, engine.Config{ChainSteps: 4})
+	res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:12], Params: engine.SampleParams{MaxTokens: 10}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := greedyReference(t, fx[:12], 10); !slices.Equal(ids(res.Tokens), want) {
+		t.Errorf("lone request: %v, full recompute %v", ids(res.Tokens), want)
+	}
+	if st := e.Stats(); st.ChainedSteps != 8 {
+		t.Errorf("lone request: %d chained steps, want 8", st.ChainedSteps)
+	}
+}
+
 func TestSeedsAndStops(t *testing.T) {
 	e, fx := newEngine(t, engine.Config{})
 	run := func(p engine.SampleParams) *engine.Result {

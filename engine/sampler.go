@@ -238,6 +238,18 @@ func logSoftmax(dst []float64, x []float32, temp float64) []float64 {
 }
 
 // next draws the next token from logits [V].
+// onDevice reports whether the device can draw this sampler's tokens: plain
+// greedy decoding, which needs neither the logits nor the RNG on the host.
+func (s *sampler) onDevice() bool {
+	return s.p.Temperature == 0 && !s.p.Logprobs && s.p.TopLogprobs == 0
+}
+
+// take records a token the device drew (see onDevice), as next would have.
+func (s *sampler) take(id int32) Token {
+	s.counts[id]++
+	return Token{ID: id}
+}
+
 func (s *sampler) next(logits []float32) Token {
 	V := len(logits)
 	var tok Token

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -57,6 +58,7 @@ type Stats struct {
 	PromptTokens     int64 // totals since start
 	GeneratedTokens  int64
 	DecodeSteps      int64
+	ChainedSteps     int64 // decode steps run inside chains (Config.ChainSteps)
 	Requests         int64
 }
 
@@ -64,6 +66,7 @@ type statsCounters struct {
 	waiting, running, rows, capacity atomic.Int64
 	cacheBytes                       atomic.Int64
 	prompt, generated, steps, reqs   atomic.Int64
+	chained                          atomic.Int64
 }
 
 // Stats returns a snapshot.
@@ -74,7 +77,7 @@ func (e *Engine) Stats() Stats {
 		Rows: int(c.rows.Load()), Capacity: int(c.capacity.Load()),
 		CacheBytes: c.cacheBytes.Load(), CacheBudget: e.cfg.MemoryBudget,
 		PromptTokens: c.prompt.Load(), GeneratedTokens: c.generated.Load(),
-		DecodeSteps: c.steps.Load(), Requests: c.reqs.Load(),
+		DecodeSteps: c.steps.Load(), ChainedSteps: c.chained.Load(), Requests: c.reqs.Load(),
 	}
 }
 
@@ -435,6 +438,9 @@ func (s *scheduler) decode() error {
 	if !active {
 		return nil
 	}
+	if k := s.chainable(); k > 1 {
+		return s.chain(k)
+	}
 	B := len(s.rows)
 	tokens := make([][]int32, B)
 	pos := make([][]int32, B)
@@ -469,6 +475,60 @@ func (s *scheduler) decode() error {
 		rowLogits = append(rowLogits, res.Logits[i*V:(i+1)*V])
 	}
 	s.sampleAll(draw, rowLogits)
+	return nil
+}
+
+// chainable returns how many greedy steps may run back to back on the
+// device now (0 or 1: none): every running request decodes greedily without
+// log-probabilities or recorded routes, none waits to join, and no row's
+// chain would pass its token budget or the cache.
+func (s *scheduler) chainable() int {
+	k := s.e.cfg.ChainSteps
+	if k <= 1 || len(s.waiting) > 0 {
+		return 0
+	}
+	for _, q := range s.rows {
+		if q == nil {
+			continue
+		}
+		if q.prefilling() || q.req.RecordRoutes || q.req.RecordKept || !q.sampler.onDevice() {
+			return 0
+		}
+		// The chain's last step writes position fed+k−1 and yields the
+		// (len(out)+k)-th token.
+		k = min(k, q.maxTokens-len(q.out), s.st.Capacity()-q.fed)
+	}
+	return k
+}
+
+// chain runs k greedy decode steps on the device (model.Stepper.Chain) and
+// then gives each row its tokens in order. A row that finishes part-way
+// drops the rest of its tokens; its cache row is free by then.
+func (s *scheduler) chain(k int) error {
+	B := len(s.rows)
+	tokens := make([]int32, B)
+	pos := make([]int32, B)
+	for i, q := range s.rows {
+		if q != nil {
+			tokens[i], pos[i] = q.tokens[q.fed], int32(q.fed)
+		} // a free row decodes token 0 from slot 0: rewritten on admission
+	}
+	ids, err := s.st.Chain(tokens, pos, k)
+	if err != nil {
+		return err
+	}
+	s.e.stats.steps.Add(int64(k))
+	s.e.stats.chained.Add(int64(k))
+	rows := slices.Clone(s.rows)
+	for _, step := range ids {
+		for i, q := range rows {
+			if q == nil || s.rows[i] != q {
+				continue // free, or finished earlier in the chain
+			}
+			q.fed++
+			s.accept(q, q.sampler.take(step[i]))
+		}
+	}
 	return nil
 }
 
