@@ -64,7 +64,7 @@ gpu4k)
 	# that already retrieves (INIT=its checkpoint) than from scratch.
 	SEQ=${SEQ:-4096} TOPK=${TOPK:-256} BATCH=${BATCH:-2} N_RET=${N_RET:-30000} N_STORIES=${N_STORIES:-20000}
 	N_COPY=${N_COPY:-50000} N_RECALL=${N_RECALL:-100000}
-	STEPS_PRE=${STEPS_PRE:-6000} CAP_PRE=${CAP_PRE:-480} LR_PRE=${LR_PRE:-5e-4} WARMUP_PRE=${WARMUP_PRE:-50}
+	STEPS_PRE=${STEPS_PRE:-6000} CAP_PRE=${CAP_PRE:-450} LR_PRE=${LR_PRE:-5e-4} WARMUP_PRE=${WARMUP_PRE:-50}
 	;&
 gpu1k)
 	# The gpu model at 1024-token rows (index_topk 64, 1/16 again), with data
