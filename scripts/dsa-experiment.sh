@@ -60,10 +60,10 @@ case $SCALE in
 gpu4k)
 	# gpu1k's data and model at 4096-token rows, index_topk 256 (1/16): a
 	# passkey anywhere in 128–4096 tokens (every evaluation document 4096).
-	# Retrieval at 4096 is learned far more cheaply by extending a gpu1k model
-	# that already retrieves (INIT=its checkpoint) than from scratch.
+	# Meant to extend a gpu1k model that already retrieves (INIT=its
+	# checkpoint): learning the lookup from scratch at 4096 failed in session 4.
 	SEQ=${SEQ:-4096} TOPK=${TOPK:-256} BATCH=${BATCH:-2} N_RET=${N_RET:-30000} N_STORIES=${N_STORIES:-20000}
-	N_COPY=${N_COPY:-50000} N_RECALL=${N_RECALL:-100000}
+	N_COPY=${N_COPY:-50000} N_RECALL=${N_RECALL:-100000} N_EVAL=${N_EVAL:-200}
 	STEPS_PRE=${STEPS_PRE:-6000} CAP_PRE=${CAP_PRE:-450} LR_PRE=${LR_PRE:-5e-4} WARMUP_PRE=${WARMUP_PRE:-50}
 	;&
 gpu1k)
