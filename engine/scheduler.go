@@ -522,8 +522,8 @@ func (s *scheduler) chain(k int) error {
 	rows := slices.Clone(s.rows)
 	for _, step := range ids {
 		for i, q := range rows {
-			if q == nil || s.rows[i] != q {
-				continue // free, or finished earlier in the chain
+			if q == nil || s.rows[i] != q || q.ctx.Err() != nil {
+				continue // free, finished earlier in the chain, or cancelled (dropped next)
 			}
 			q.fed++
 			s.accept(q, q.sampler.take(step[i]))
