@@ -126,33 +126,42 @@ func StepBytes(m *model.Model, batch, S int, dense bool, routes [][]int32) (weig
 	return weights, cache
 }
 
-// MeasurePrefill times a chunked prefill of n tokens into one row.
+// MeasurePrefill times a chunked prefill of n tokens into one row (chunks of
+// at most chunk tokens; the last may be shorter).
 func MeasurePrefill(m *model.Model, backend compute.Backend, n, chunk int, opts model.Options) (ms float64, err error) {
+	if n < 1 || chunk < 1 {
+		return 0, fmt.Errorf("prefill of %d tokens in chunks of %d: both must be positive", n, chunk)
+	}
+	chunk = min(chunk, n)
 	st, err := m.NewStepper(backend, 1, n+chunk, opts)
 	if err != nil {
 		return 0, err
 	}
 	defer st.Close()
-	run := func(limit int) error {
-		for at := 0; at < limit; at += chunk {
-			tokens := make([]int32, chunk)
-			pos := make([]int32, chunk)
-			for i := range tokens {
-				tokens[i] = int32((at + i) * 7 % m.Config.VocabSize)
-				pos[i] = int32(at + i)
-			}
-			if _, err := st.StepRow(0, tokens, pos, int32(chunk-1)); err != nil {
-				return err
-			}
+	step := func(at, size int) error {
+		tokens := make([]int32, size)
+		pos := make([]int32, size)
+		for i := range tokens {
+			tokens[i] = int32((at + i) * 7 % m.Config.VocabSize)
+			pos[i] = int32(at + i)
 		}
-		return nil
+		_, err := st.StepRow(0, tokens, pos, int32(size-1))
+		return err
 	}
-	if err := run(chunk); err != nil { // compile
+	// Compile both chunk shapes first: full chunks and the shorter last one.
+	if err := step(0, chunk); err != nil {
 		return 0, err
+	}
+	if r := n % chunk; r > 0 {
+		if err := step(0, r); err != nil {
+			return 0, err
+		}
 	}
 	t0 := time.Now()
-	if err := run(n); err != nil {
-		return 0, err
+	for at := 0; at < n; at += chunk {
+		if err := step(at, min(chunk, n-at)); err != nil {
+			return 0, err
+		}
 	}
 	return time.Since(t0).Seconds() * 1000, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/dsv32/dsv32/engine"
 	"github.com/dsv32/dsv32/internal/testutil"
+	"github.com/dsv32/dsv32/model"
 )
 
 // The probe passes each run's output on as the next run's donated input; a
@@ -17,5 +18,18 @@ func TestMeasureBandwidth(t *testing.T) {
 	}
 	if !(bw > 0) || math.IsInf(bw, 0) {
 		t.Fatalf("bandwidth %v bytes/s, want a positive finite rate", bw)
+	}
+}
+
+func TestMeasurePrefill(t *testing.T) {
+	m, _ := tinyModel(t)
+	for _, c := range []struct{ n, chunk int }{{40, 16}, {10, 64}} { // a short last chunk; one chunk shorter than asked
+		ms, err := engine.MeasurePrefill(m, testutil.Backend(t), c.n, c.chunk, model.Options{})
+		if err != nil || !(ms > 0) {
+			t.Errorf("prefill %d in chunks of %d: %v ms, %v", c.n, c.chunk, ms, err)
+		}
+	}
+	if _, err := engine.MeasurePrefill(m, testutil.Backend(t), 0, 16, model.Options{}); err == nil {
+		t.Error("a prefill of 0 tokens: no error")
 	}
 }
