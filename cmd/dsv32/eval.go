@@ -827,6 +827,11 @@ func evalPlotBars(path string, rows []ArmResult) error {
 		p.Y.Label.Text = ylabel
 		p.Legend.Top = true
 		p.NominalX(names...)
+		if len(names) > 6 { // slanted, so that long arm names (stage2-only@40) do not overlap
+			p.X.Tick.Label.Rotation = math.Pi / 6
+			p.X.Tick.Label.XAlign = draw.XRight
+			p.X.Tick.Label.YAlign = draw.YCenter
+		}
 		w := vg.Points(14)
 		for k, v := range vs {
 			for i := range v {
@@ -862,7 +867,7 @@ func evalPlotBars(path string, rows []ArmResult) error {
 		}
 	}
 	loss.Y.Min, loss.Y.Max = 0, 1.3*top+1e-9
-	return evalSavePlots(path, 14, 4.5, acc, loss)
+	return evalSavePlots(path, max(14, 1.6*float64(len(rows))), 4.5, acc, loss)
 }
 
 // evalPlotCurves draws the runs' curves: the LM loss of every run that is not
