@@ -15,12 +15,32 @@ import (
 	_ "github.com/gomlx/compute/gobackend" // the CPU backend for tests
 )
 
-// Testdata returns the path of name inside the repository's testdata/.
+// Testdata returns the path of name inside the repository's testdata/: next
+// to this source file as compiled, or, for a test binary run from a copy of
+// the repository elsewhere (the GPU machine), the nearest testdata/ at or
+// above the working directory.
 func Testdata(name ...string) string {
+	return filepath.Join(append([]string{testdataRoot()}, name...)...)
+}
+
+var testdataRoot = sync.OnceValue(func() string {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..", "testdata")
-	return filepath.Join(append([]string{root}, name...)...)
-}
+	if _, err := os.Stat(root); err == nil {
+		return root
+	}
+	if dir, err := os.Getwd(); err == nil {
+		for d := dir; ; d = filepath.Dir(d) {
+			if st, err := os.Stat(filepath.Join(d, "testdata", "tiny-dsa")); err == nil && st.IsDir() {
+				return filepath.Join(d, "testdata")
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return root
+})
 
 var (
 	backendOnce sync.Once
