@@ -24,10 +24,13 @@ type Config struct {
 	MixedTokens  int
 	MemoryBudget int64 // bytes the caches may take (default 4 GiB); larger requests are refused
 	// ChainSteps is how many decode steps run back to back on the device
-	// (model.Stepper.Chain) while every running request decodes greedily
-	// without log-probabilities or recorded routes and none waits to join
-	// (default 8; -1 turns chains off). No token crosses to the host between
-	// the steps; new requests and cancellations wait for the chain's end.
+	// (model.Stepper.Chain, ChainSample) while every running request's
+	// tokens can be drawn there and none waits to join (default 8; -1 turns
+	// chains off). That is greedy decoding, and sampling without a seed from
+	// the whole tempered distribution (no top-k/top-p/min-p, no penalties),
+	// in both cases without log-probabilities to report or routes to record.
+	// No token crosses to the host between the steps; new requests and
+	// cancellations wait for the chain's end.
 	ChainSteps int
 	Dense      bool // attend to every causal key (no top-k)
 	NativeTopK bool // the indexer uses the backend's TopK op (set it for XLA; see model.Options)

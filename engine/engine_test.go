@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -209,9 +210,58 @@ func TestChainedDecoding(t *testing.T) {
 			t.Errorf("%s batch: %d chained steps with chains on, %d with them off", c.name, on.ChainedSteps, off.ChainedSteps)
 		}
 	}
+	// Unseeded sampling from the whole distribution is drawn on the device
+	// too: the greedy requests beside it keep their tokens, and each drawn
+	// token's log-probabilities are the model's (at temperature 1 the
+	// sampled distribution is the model's own).
+	withUnseeded := append(slices.Clone(greedy),
+		job{fx[30:50], engine.SampleParams{MaxTokens: 9, Temperature: 1}},
+		job{fx[2:14], engine.SampleParams{MaxTokens: 7, Temperature: 0.7}})
+	e, _ := newEngine(t, engine.Config{MaxBatch: 5, PrefillChunk: 16, ChainSteps: 4})
+	results := make([]*engine.Result, len(withUnseeded))
+	var wg sync.WaitGroup
+	for i, j := range withUnseeded {
+		wg.Go(func() {
+			res, err := e.Generate(context.Background(), engine.Request{Prompt: j.prompt, Params: j.p}, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results[i] = res
+		})
+	}
+	wg.Wait()
+	plain, _ := run(greedy, -1)
+	for i, res := range results {
+		if res == nil {
+			continue
+		}
+		if i < len(greedy) {
+			if !slices.Equal(ids(res.Tokens), plain[i]) {
+				t.Errorf("greedy request %d beside unseeded sampling: %v, alone without chains %v", i, ids(res.Tokens), plain[i])
+			}
+			continue
+		}
+		if len(res.Tokens) != withUnseeded[i].p.MaxTokens {
+			t.Errorf("sampled request %d: %d tokens, want %d", i, len(res.Tokens), withUnseeded[i].p.MaxTokens)
+		}
+		for _, tk := range res.Tokens {
+			ok := tk.Logprob < 0 && tk.SampleLogprob < 0 && !math.IsInf(float64(tk.Logprob), 0) // the tiny model is far from certain
+			if withUnseeded[i].p.Temperature == 1 {
+				ok = ok && math.Abs(float64(tk.Logprob-tk.SampleLogprob)) < 1e-4
+			}
+			if !ok {
+				t.Errorf("sampled request %d: token %+v", i, tk)
+			}
+		}
+	}
+	if st := e.Stats(); st.ChainedSteps == 0 {
+		t.Error("no chained steps for a batch of greedy and unseeded sampled requests")
+	}
+
 	// A lone greedy request: 10 tokens are the prefill's, chains of 4 and 4,
 	// and one plain step.
-	e, _ := newEngine(t, engine.Config{ChainSteps: 4})
+	e, _ = newEngine(t, engine.Config{ChainSteps: 4})
 	res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:12], Params: engine.SampleParams{MaxTokens: 10}}, nil)
 	if err != nil {
 		t.Fatal(err)

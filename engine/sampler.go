@@ -19,7 +19,7 @@ type SampleParams struct {
 	MinP             float64 // keep tokens with p ≥ MinP·p_max (0: off)
 	PresencePenalty  float64 // subtracted from the logit of every token generated so far
 	FrequencyPenalty float64 // times the count of each token generated so far
-	Seed             uint64  // with HasSeed: same seed and request → same tokens
+	Seed             uint64  // with HasSeed: same seed and request → same tokens (unseeded draws may come from the device)
 	HasSeed          bool
 	MaxTokens        int       // tokens to generate (0: up to the context)
 	StopTokens       []int32   // finish when one of these is generated (it is kept in the output)
@@ -238,16 +238,33 @@ func logSoftmax(dst []float64, x []float32, temp float64) []float64 {
 }
 
 // next draws the next token from logits [V].
-// onDevice reports whether the device can draw this sampler's tokens: plain
-// greedy decoding, which needs neither the logits nor the RNG on the host.
+// onDevice reports whether the device may draw this sampler's tokens
+// (model.Stepper.Chain, ChainSample): greedy decoding; or, for a request
+// without a seed, sampling from the whole tempered distribution (no
+// truncation, no penalties), which the device draws from the same
+// distribution but with its own random stream. A seed promises the same
+// tokens for the same request, whatever else runs, so seeded requests are
+// always drawn here. Never when log-probabilities are to be reported.
 func (s *sampler) onDevice() bool {
-	return s.p.Temperature == 0 && !s.p.Logprobs && s.p.TopLogprobs == 0
+	p := &s.p
+	switch {
+	case p.Logprobs || p.TopLogprobs > 0:
+		return false
+	case p.Temperature == 0:
+		return true
+	}
+	return !p.HasSeed && !p.truncates() && p.FrequencyPenalty == 0 && p.PresencePenalty == 0
 }
 
-// take records a token the device drew (see onDevice), as next would have.
-func (s *sampler) take(id int32) Token {
-	s.counts[id]++
-	return Token{ID: id}
+// take records a token the device drew (see onDevice), as next would have:
+// a greedy token carries no log-probabilities unless asked (and then it is
+// not drawn on the device).
+func (s *sampler) take(t Token) Token {
+	if s.p.Temperature == 0 {
+		t = Token{ID: t.ID}
+	}
+	s.counts[t.ID]++
+	return t
 }
 
 func (s *sampler) next(logits []float32) Token {

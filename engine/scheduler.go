@@ -478,10 +478,10 @@ func (s *scheduler) decode() error {
 	return nil
 }
 
-// chainable returns how many greedy steps may run back to back on the
-// device now (0 or 1: none): every running request decodes greedily without
-// log-probabilities or recorded routes, none waits to join, and no row's
-// chain would pass its token budget or the cache.
+// chainable returns how many steps may run back to back on the device now
+// (0 or 1: none): every running request's tokens can be drawn there
+// (sampler.onDevice) and records no routes, none waits to join, and no
+// row's chain would pass its token budget or the cache.
 func (s *scheduler) chainable() int {
 	k := s.e.cfg.ChainSteps
 	if k <= 1 || len(s.waiting) > 0 {
@@ -501,21 +501,48 @@ func (s *scheduler) chainable() int {
 	return k
 }
 
-// chain runs k greedy decode steps on the device (model.Stepper.Chain) and
-// then gives each row its tokens in order. A row that finishes part-way
-// drops the rest of its tokens; its cache row is free by then.
+// chain runs k decode steps on the device (model.Stepper.Chain when every
+// row is greedy, ChainSample otherwise) and then gives each row its tokens
+// in order. A row that finishes part-way drops the rest of its tokens; its
+// cache row is free by then.
 func (s *scheduler) chain(k int) error {
 	B := len(s.rows)
 	tokens := make([]int32, B)
 	pos := make([]int32, B)
+	temps := make([]float32, B)
+	sampled := false
 	for i, q := range s.rows {
 		if q != nil {
 			tokens[i], pos[i] = q.tokens[q.fed], int32(q.fed)
+			temps[i] = float32(q.req.Params.Temperature)
+			sampled = sampled || temps[i] > 0
 		} // a free row decodes token 0 from slot 0: rewritten on admission
 	}
-	ids, err := s.st.Chain(tokens, pos, k)
-	if err != nil {
-		return err
+	var ids [][]Token
+	if sampled {
+		drawn, err := s.st.ChainSample(tokens, pos, temps, int64(s.e.seed.Add(0x9e3779b97f4a7c15)), k)
+		if err != nil {
+			return err
+		}
+		for _, step := range drawn {
+			row := make([]Token, B)
+			for b, d := range step {
+				row[b] = Token{ID: d.ID, Logprob: d.Logprob, SampleLogprob: d.SampleLogprob}
+			}
+			ids = append(ids, row)
+		}
+	} else {
+		greedy, err := s.st.Chain(tokens, pos, k)
+		if err != nil {
+			return err
+		}
+		for _, step := range greedy {
+			row := make([]Token, B)
+			for b, id := range step {
+				row[b] = Token{ID: id}
+			}
+			ids = append(ids, row)
+		}
 	}
 	s.e.stats.steps.Add(int64(k))
 	s.e.stats.chained.Add(int64(k))

@@ -29,6 +29,7 @@ type Stepper struct {
 
 	all, one *gm.Exec // every row; one dynamic row
 	chain    *gm.Exec // greedy steps fed from the device (Chain), built on first use
+	sampled  *gm.Exec // steps that draw at a temperature (ChainSample), built on first use
 	nRoutes  int
 	pending  *tensors.Tensor // the last step's routes, freed by the next step
 }
@@ -415,8 +416,10 @@ func (s *Stepper) Close() {
 	}
 	s.all.Finalize()
 	s.one.Finalize()
-	if s.chain != nil {
-		s.chain.Finalize()
+	for _, e := range []*gm.Exec{s.chain, s.sampled} {
+		if e != nil {
+			e.Finalize()
+		}
 	}
 	for _, c := range s.caches {
 		c.FinalizeAll()
