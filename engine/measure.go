@@ -67,11 +67,12 @@ func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps in
 		TokensPerSecond: float64(batch) / ms * 1000, WeightBytes: w, CacheBytes: c}, nil
 }
 
-// MeasureChain times greedy decoding of steps tokens per row at positions
-// pos, pos+1, … by Stepper.Chain, each step fed from the device (compilation
+// MeasureChain times decoding of steps tokens per row at positions pos,
+// pos+1, … by Stepper.Chain (temperature 0: greedy) or ChainSample (every
+// row at temperature), each step fed from the device (compilation
 // excluded), and returns the wall time per step: what a decode step costs
 // when the host does not sit between steps.
-func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int, opts model.Options) (ms float64, err error) {
+func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int, temperature float32, opts model.Options) (ms float64, err error) {
 	st, err := m.NewStepper(backend, batch, pos+steps+8, opts)
 	if err != nil {
 		return 0, err
@@ -83,11 +84,23 @@ func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int
 		tokens[b] = int32((b*7919 + pos*31) % m.Config.VocabSize)
 		p[b] = int32(pos)
 	}
-	if _, err := st.Chain(tokens, p, 2); err != nil { // compiles
+	run := func(n int) error {
+		if temperature == 0 {
+			_, err := st.Chain(tokens, p, n)
+			return err
+		}
+		temps := make([]float32, batch)
+		for b := range temps {
+			temps[b] = temperature
+		}
+		_, err := st.ChainSample(tokens, p, temps, 1, n)
+		return err
+	}
+	if err := run(2); err != nil { // compiles
 		return 0, err
 	}
 	t0 := time.Now()
-	if _, err := st.Chain(tokens, p, steps); err != nil {
+	if err := run(steps); err != nil {
 		return 0, err
 	}
 	return time.Since(t0).Seconds() * 1000 / float64(steps), nil
