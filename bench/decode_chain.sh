@@ -9,7 +9,7 @@
 #
 #   bench/decode_chain.sh OUTDIR
 #   Env: DONORS (.gpu/dsv32-donors), TESTS (.gpu; model-donors.test, engine-donors.test),
-#        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (2).
+#        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:?usage: $0 OUTDIR}
@@ -29,10 +29,10 @@ for pkg in model engine; do
 		>"$OUTDIR/$pkg-tests.log" 2>&1)
 	echo "exit $?: $(grep -E "^(--- FAIL|FAIL|PASS|ok)" "$OUTDIR/$pkg-tests.log" | head -5 | tr '\n' ' ')"
 done
-for ((r = 1; r <= ${REPEAT:-2}; r++)); do
+for ((r = 1; r <= ${REPEAT:-1}; r++)); do
 	for async in "" 1; do
 		echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous"
-		GOXLA_ASYNC_EXECUTE=$async timeout 200 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
+		GOXLA_ASYNC_EXECUTE=$async timeout 240 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
 			--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 \
 			--out "$OUTDIR/decode-r$r${async:+-async}.json" 2>&1 | grep -E "^(decode|chain)|copy bandwidth"
 	done
