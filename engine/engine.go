@@ -26,9 +26,9 @@ type Config struct {
 	// ChainSteps is how many decode steps run back to back on the device
 	// (model.Stepper.Chain, ChainSample) while every running request's
 	// tokens can be drawn there and none waits to join (default 8; -1 turns
-	// chains off). That is greedy decoding, and sampling without a seed from
-	// the whole tempered distribution (no top-k/top-p/min-p, no penalties),
-	// in both cases without log-probabilities to report or routes to record.
+	// chains off). That is greedy decoding, and sampling without a seed or
+	// penalties (temperature, top-k, min-p, top-p), in both cases without
+	// log-probabilities to report or routes to record.
 	// No token crosses to the host between the steps; new requests and
 	// cancellations wait for the chain's end.
 	ChainSteps int

@@ -210,14 +210,15 @@ func TestChainedDecoding(t *testing.T) {
 			t.Errorf("%s batch: %d chained steps with chains on, %d with them off", c.name, on.ChainedSteps, off.ChainedSteps)
 		}
 	}
-	// Unseeded sampling from the whole distribution is drawn on the device
-	// too: the greedy requests beside it keep their tokens, and each drawn
-	// token's log-probabilities are the model's (at temperature 1 the
-	// sampled distribution is the model's own).
+	// Unseeded sampling is drawn on the device too, truncated or not: the
+	// greedy requests beside it keep their tokens, and each drawn token
+	// carries the model's log-probabilities.
 	withUnseeded := append(slices.Clone(greedy),
 		job{fx[30:50], engine.SampleParams{MaxTokens: 9, Temperature: 1}},
-		job{fx[2:14], engine.SampleParams{MaxTokens: 7, Temperature: 0.7}})
-	e, _ := newEngine(t, engine.Config{MaxBatch: 5, PrefillChunk: 16, ChainSteps: 4})
+		job{fx[2:14], engine.SampleParams{MaxTokens: 7, Temperature: 0.7}},
+		job{fx[7:19], engine.SampleParams{MaxTokens: 8, Temperature: 1, TopP: 0.9}},
+		job{fx[1:6], engine.SampleParams{MaxTokens: 6, Temperature: 1, TopK: 20, MinP: 0.01}})
+	e, _ := newEngine(t, engine.Config{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4})
 	results := make([]*engine.Result, len(withUnseeded))
 	var wg sync.WaitGroup
 	for i, j := range withUnseeded {
@@ -247,8 +248,14 @@ func TestChainedDecoding(t *testing.T) {
 		}
 		for _, tk := range res.Tokens {
 			ok := tk.Logprob < 0 && tk.SampleLogprob < 0 && !math.IsInf(float64(tk.Logprob), 0) // the tiny model is far from certain
-			if withUnseeded[i].p.Temperature == 1 {
-				ok = ok && math.Abs(float64(tk.Logprob-tk.SampleLogprob)) < 1e-4
+			if p := withUnseeded[i].p; p.Temperature == 1 {
+				// At temperature 1 the sampled distribution is the model's,
+				// renormalised over what truncation keeps.
+				if p.TopP == 0 && p.TopK == 0 {
+					ok = ok && math.Abs(float64(tk.Logprob-tk.SampleLogprob)) < 1e-4
+				} else {
+					ok = ok && tk.SampleLogprob > tk.Logprob
+				}
 			}
 			if !ok {
 				t.Errorf("sampled request %d: token %+v", i, tk)

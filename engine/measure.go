@@ -68,11 +68,11 @@ func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps in
 }
 
 // MeasureChain times decoding of steps tokens per row at positions pos,
-// pos+1, … by Stepper.Chain (temperature 0: greedy) or ChainSample (every
-// row at temperature), each step fed from the device (compilation
-// excluded), and returns the wall time per step: what a decode step costs
-// when the host does not sit between steps.
-func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int, temperature float32, opts model.Options) (ms float64, err error) {
+// pos+1, … by Stepper.Chain (a zero draw: greedy) or ChainSample (every row
+// drawing as d says), each step fed from the device (compilation excluded),
+// and returns the wall time per step: what a decode step costs when the
+// host does not sit between steps.
+func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int, d model.Draw, opts model.Options) (ms float64, err error) {
 	st, err := m.NewStepper(backend, batch, pos+steps+8, opts)
 	if err != nil {
 		return 0, err
@@ -85,15 +85,15 @@ func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int
 		p[b] = int32(pos)
 	}
 	run := func(n int) error {
-		if temperature == 0 {
+		if d.Temperature == 0 {
 			_, err := st.Chain(tokens, p, n)
 			return err
 		}
-		temps := make([]float32, batch)
-		for b := range temps {
-			temps[b] = temperature
+		draws := make([]model.Draw, batch)
+		for b := range draws {
+			draws[b] = d
 		}
-		_, err := st.ChainSample(tokens, p, temps, 1, n)
+		_, err := st.ChainSample(tokens, p, draws, 1, n)
 		return err
 	}
 	if err := run(2); err != nil { // compiles

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/dsv32/dsv32/model"
 )
 
 // SampleParams choose how tokens are drawn from the model's logits.
@@ -240,11 +242,11 @@ func logSoftmax(dst []float64, x []float32, temp float64) []float64 {
 // next draws the next token from logits [V].
 // onDevice reports whether the device may draw this sampler's tokens
 // (model.Stepper.Chain, ChainSample): greedy decoding; or, for a request
-// without a seed, sampling from the whole tempered distribution (no
-// truncation, no penalties), which the device draws from the same
-// distribution but with its own random stream. A seed promises the same
-// tokens for the same request, whatever else runs, so seeded requests are
-// always drawn here. Never when log-probabilities are to be reported.
+// without a seed and without penalties, sampling with temperature, top-k,
+// min-p and top-p, which the device draws from the same distribution but
+// with its own random stream. A seed promises the same tokens for the same
+// request, whatever else runs, so seeded requests are always drawn here.
+// Never when log-probabilities are to be reported.
 func (s *sampler) onDevice() bool {
 	p := &s.p
 	switch {
@@ -253,7 +255,15 @@ func (s *sampler) onDevice() bool {
 	case p.Temperature == 0:
 		return true
 	}
-	return !p.HasSeed && !p.truncates() && p.FrequencyPenalty == 0 && p.PresencePenalty == 0
+	return !p.HasSeed && p.FrequencyPenalty == 0 && p.PresencePenalty == 0
+}
+
+// draw is how the device draws this sampler's tokens (see onDevice).
+func (s *sampler) draw() model.Draw {
+	if s.p.Temperature == 0 {
+		return model.Draw{}
+	}
+	return model.Draw{Temperature: float32(s.p.Temperature), TopK: s.p.TopK, MinP: float32(s.p.MinP), TopP: float32(s.p.TopP)}
 }
 
 // take records a token the device drew (see onDevice), as next would have:

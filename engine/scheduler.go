@@ -509,18 +509,18 @@ func (s *scheduler) chain(k int) error {
 	B := len(s.rows)
 	tokens := make([]int32, B)
 	pos := make([]int32, B)
-	temps := make([]float32, B)
+	draws := make([]model.Draw, B)
 	sampled := false
 	for i, q := range s.rows {
 		if q != nil {
 			tokens[i], pos[i] = q.tokens[q.fed], int32(q.fed)
-			temps[i] = float32(q.req.Params.Temperature)
-			sampled = sampled || temps[i] > 0
+			draws[i] = q.sampler.draw()
+			sampled = sampled || draws[i].Temperature > 0
 		} // a free row decodes token 0 from slot 0: rewritten on admission
 	}
 	var ids [][]Token
 	if sampled {
-		drawn, err := s.st.ChainSample(tokens, pos, temps, int64(s.e.seed.Add(0x9e3779b97f4a7c15)), k)
+		drawn, err := s.st.ChainSample(tokens, pos, draws, int64(s.e.seed.Add(0x9e3779b97f4a7c15)), k)
 		if err != nil {
 			return err
 		}

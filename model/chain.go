@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -124,27 +123,55 @@ type ChainToken struct {
 	SampleLogprob float32
 }
 
-// ChainSample is Chain with each row drawing its tokens at its own
-// temperature: temps[b] > 0 samples from softmax(logits / temps[b]) over the
-// whole vocabulary (no truncation) by the Gumbel-max trick, with the device's
-// Philox generator seeded by seed; temps[b] == 0 is greedy. The draws follow
-// the same distribution as the engine's host sampler, not its random
-// stream.
-func (s *Stepper) ChainSample(tokens, pos []int32, temps []float32, seed int64, n int) (out [][]ChainToken, err error) {
+// Draw is how a chain row draws its tokens (ChainSample).
+type Draw struct {
+	Temperature float32 // 0: greedy (the other fields are then ignored)
+	TopK        int     // keep the TopK likeliest tokens (0: off)
+	MinP        float32 // keep tokens with p ≥ MinP·p_max (0: off)
+	TopP        float32 // keep the smallest prefix with mass ≥ TopP (0 or 1: off)
+}
+
+func (d Draw) truncates() bool {
+	return d.Temperature > 0 && (d.TopK > 0 || d.MinP > 0 || (d.TopP > 0 && d.TopP < 1))
+}
+
+// ChainSample is Chain with each row drawing its tokens as draws[b] says:
+// from softmax(logits / T), truncated by top-k, then min-p, then top-p in
+// the order of descending probability (ties: lower id first), as the
+// engine's host sampler truncates. The draw is the Gumbel-max trick over
+// the kept tokens with the device's Philox generator seeded by seed. So the
+// tokens follow the host sampler's distribution, not its random stream.
+func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n int) (out [][]ChainToken, err error) {
 	defer catch(&err, "chain sample")
-	if len(temps) != s.rows {
-		return nil, fmt.Errorf("chain sample: %d temperatures for %d rows", len(temps), s.rows)
+	if len(draws) != s.rows {
+		return nil, fmt.Errorf("%d draws for %d rows", len(draws), s.rows)
 	}
-	for b, t := range temps {
-		if !(t >= 0) || t > 100 {
-			return nil, fmt.Errorf("chain sample: row %d: temperature %g outside [0, 100]", b, t)
+	truncated := false
+	params := make([]float32, 0, 4*s.rows) // [rows, 4]: temperature, top-k, min-p, top-p
+	for b, d := range draws {
+		switch {
+		case !(d.Temperature >= 0) || d.Temperature > 100:
+			return nil, fmt.Errorf("row %d: temperature %g outside [0, 100]", b, d.Temperature)
+		case d.TopK < 0:
+			return nil, fmt.Errorf("row %d: top-k %d is negative", b, d.TopK)
+		case !(d.MinP >= 0) || d.MinP > 1:
+			return nil, fmt.Errorf("row %d: min-p %g outside [0, 1]", b, d.MinP)
+		case !(d.TopP >= 0) || d.TopP > 1:
+			return nil, fmt.Errorf("row %d: top-p %g outside [0, 1]", b, d.TopP)
 		}
+		truncated = truncated || d.truncates()
+		params = append(params, d.Temperature, float32(min(d.TopK, s.m.Config.VocabSize)), d.MinP, d.TopP)
 	}
 	if err := s.chainCheck(tokens, pos, n); err != nil {
 		return nil, err
 	}
-	if s.sampled == nil {
-		if s.sampled, err = gm.NewExec(s.backend, s.m.Store, s.sampleStep); err != nil {
+	exec := &s.sampled
+	if truncated {
+		exec = &s.truncated
+	}
+	if *exec == nil {
+		step := func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.sampleStep(scope, in, truncated) }
+		if *exec, err = gm.NewExec(s.backend, s.m.Store, step); err != nil {
 			return nil, err
 		}
 	}
@@ -152,8 +179,8 @@ func (s *Stepper) ChainSample(tokens, pos []int32, temps []float32, seed int64, 
 	if err != nil {
 		return nil, err
 	}
-	temp := tensors.FromFlatDataAndDimensions(slices.Clone(temps), s.rows) // [rows]
-	defer temp.FinalizeAll()
+	how := tensors.FromFlatDataAndDimensions(params, s.rows, 4)
+	defer how.FinalizeAll()
 	state := chainState(tokens, pos)
 	var drawn *tensors.Tensor // [rows, 3]: id, logprob, sample logprob of the last step
 	defer func() {
@@ -165,7 +192,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, temps []float32, seed int64, 
 	}()
 	out = make([][]ChainToken, 0, n)
 	for i := range n {
-		args := []any{state, temp, rng}
+		args := []any{state, how, rng}
 		for _, c := range s.caches {
 			d, err := graph.DonateTensorBuffer(c, s.backend, 0)
 			if err != nil {
@@ -173,7 +200,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, temps []float32, seed int64, 
 			}
 			args = append(args, d)
 		}
-		outs, err := s.sampled.Exec(args...)
+		outs, err := (*exec).Exec(args...)
 		if err != nil {
 			s.caches = s.zeroCaches(s.rows, s.capacity)
 			return nil, err
@@ -191,32 +218,76 @@ func (s *Stepper) ChainSample(tokens, pos []int32, temps []float32, seed int64, 
 	return append(out, chainDrawn(drawn)), nil
 }
 
-// sampleStep: in = state [rows, 2], temperatures [rows], RNG state, caches…
-// → caches…, state', RNG state', drawn [rows, 3] (id, logprob, sample
-// logprob, as float32: ids are exact below 2²⁴).
-func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node) []*graph.Node {
-	state, temps, rng := in[0], in[1], in[2]
+// sampleStep: in = state [rows, 2], draws [rows, 4] (temperature, top-k,
+// min-p, top-p), RNG state, caches… → caches…, state', RNG state', drawn
+// [rows, 3] (id, logprob, sample logprob, as float32: ids are exact below
+// 2²⁴). With truncated, each row keeps only what its top-k, min-p and top-p
+// leave, which needs the vocabulary sorted; without, nothing is cut.
+func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, truncated bool) []*graph.Node {
+	state, how, rng := in[0], in[1], in[2]
 	g := state.Graph()
 	B, V := state.Shape().Dim(0), s.m.Config.VocabSize
 	tokens := graph.Slice(state, graph.AxisRange(), graph.AxisElem(0)) // [B, 1]
 	pos := graph.Slice(state, graph.AxisRange(), graph.AxisElem(1))    // [B, 1]
 	last := graph.Zeros(g, shapes.Make(dtypes.Int32, B))
 	res, cache := s.forward(scope, tokens, pos, last, s.layerCaches(in[3:]))
-	logits := res[0]                                                                 // [B, V] float32
-	sampling := graph.GreaterThan(temps, graph.ScalarZero(g, dtypes.Float32))        // [B]
-	t := graph.Where(sampling, temps, graph.OnesLike(temps))                         // [B]; 1 where greedy
-	tempered := graph.Div(logits, graph.InsertAxes(t, -1))                           // [B, V]
-	rng, u := graph.RandomUniform(rng, shapes.Make(dtypes.Float32, B, V))            // [B, V] in [0, 1)
-	gumbel := graph.Neg(graph.Log(graph.Neg(graph.Log(u))))                          // u = 0 gives −∞: never drawn
-	drawnID := graph.ArgMax(graph.Add(tempered, gumbel), -1, dtypes.Int32)           // [B]
-	id := graph.Where(sampling, drawnID, graph.ArgMax(logits, -1, dtypes.Int32))     // [B]
-	pick := graph.OneHot(id, V, dtypes.Float32)                                      // [B, V]
-	logprob := graph.ReduceSum(graph.Mul(graph.LogSoftmax(logits, -1), pick), -1)    // [B]
-	sampleLP := graph.ReduceSum(graph.Mul(graph.LogSoftmax(tempered, -1), pick), -1) // [B]
-	sampleLP = graph.Where(sampling, sampleLP, graph.ZerosLike(sampleLP))
+	logits := res[0]                                                                                   // [B, V] float32
+	param := func(i int) *graph.Node { return graph.Slice(how, graph.AxisRange(), graph.AxisElem(i)) } // [B, 1]
+	temp := param(0)
+	sampling := graph.GreaterThan(temp, graph.ScalarZero(g, dtypes.Float32))                         // [B, 1]
+	lp := graph.LogSoftmax(graph.Div(logits, graph.Where(sampling, temp, graph.OnesLike(temp))), -1) // [B, V] tempered
+	rng, u := graph.RandomUniform(rng, shapes.Make(dtypes.Float32, B, V))                            // [B, V] in [0, 1)
+	gumbel := graph.Neg(graph.Log(graph.Neg(graph.Log(u))))                                          // u = 0 gives −∞: never drawn
+	var drawnID, sampleLP *graph.Node                                                                // [B]
+	if !truncated {
+		drawnID = graph.ArgMax(graph.Add(lp, gumbel), -1, dtypes.Int32)
+		sampleLP = graph.ReduceSum(graph.Mul(lp, graph.OneHot(drawnID, V, dtypes.Float32)), -1)
+	} else {
+		sorted, order := graph.TopK(lp, V, -1) // [B, V] descending, ties: lower id first
+		kept := keptMask(sorted, param(1), param(2), param(3))
+		masked := graph.Where(kept, sorted, graph.Infinity(g, dtypes.Float32, -1)) // [B, V]
+		at := graph.ArgMax(graph.Add(masked, gumbel), -1, dtypes.Int32)            // [B]: a rank
+		pick := graph.OneHot(at, V, dtypes.Float32)
+		drawnID = graph.ConvertDType(graph.ReduceSum(graph.Mul(graph.ConvertDType(order, dtypes.Float32), pick), -1), dtypes.Int32)
+		z := logSumExp(masked) // log of the kept mass
+		sampleLP = graph.Sub(graph.ReduceSum(graph.Mul(sorted, pick), -1), z)
+	}
+	flat := func(x *graph.Node) *graph.Node { return graph.Reshape(x, B) }
+	id := graph.Where(flat(sampling), drawnID, graph.ArgMax(logits, -1, dtypes.Int32)) // [B]
+	logprob := graph.ReduceSum(graph.Mul(graph.LogSoftmax(logits, -1), graph.OneHot(id, V, dtypes.Float32)), -1)
+	sampleLP = graph.Where(flat(sampling), sampleLP, graph.ZerosLike(sampleLP))
 	next := graph.Concatenate([]*graph.Node{graph.Reshape(id, B, 1), graph.AddScalar(pos, 1)}, 1)
 	drawn := graph.Stack([]*graph.Node{graph.ConvertDType(id, dtypes.Float32), logprob, sampleLP}, 1) // [B, 3]
 	return append(flatCaches(cache), next, rng, drawn)
+}
+
+// keptMask marks, in log-probabilities sorted in descending order [B, V],
+// what top-k, then min-p, then top-p keep (each [B, 1]; 0 is off), as the
+// host sampler's cut does: top-k keeps the first k; min-p those of them
+// within log(min-p) of the first (at least one); top-p, of those, every
+// token whose preceding mass is still under top-p.
+func keptMask(sorted, topK, minP, topP *graph.Node) *graph.Node {
+	g := sorted.Graph()
+	B, V := sorted.Shape().Dim(0), sorted.Shape().Dim(1)
+	rank := graph.ConvertDType(graph.Iota(g, shapes.Make(dtypes.Int32, B, V), 1), dtypes.Float32) // [B, V]
+	zero := graph.ScalarZero(g, dtypes.Float32)
+	kept := graph.LogicalOr(graph.Equal(topK, zero), graph.LessThan(rank, topK))
+	first := graph.Slice(sorted, graph.AxisRange(), graph.AxisElem(0)) // [B, 1]
+	floor := graph.Add(first, graph.Log(graph.Where(graph.GreaterThan(minP, zero), minP, graph.OnesLike(minP))))
+	kept = graph.LogicalAnd(kept, graph.LogicalOr(graph.Equal(minP, zero), graph.GreaterOrEqual(sorted, floor)))
+	kept = graph.LogicalOr(kept, graph.Equal(rank, zero)) // min-p keeps at least one
+	// Mass before each token: an exclusive prefix sum of the kept
+	// probabilities (the host adds tokens while the mass is under top-p).
+	before := graph.Sub(prefixSum(graph.Where(kept, graph.Exp(sorted), graph.ZerosLike(sorted))), graph.Exp(sorted))
+	on := graph.LogicalAnd(graph.GreaterThan(topP, zero), graph.LessThan(topP, graph.OnesLike(topP)))
+	return graph.LogicalAnd(kept, graph.LogicalOr(graph.LogicalNot(on), graph.LessThan(before, topP)))
+}
+
+// logSumExp over the last axis of x [B, V] with at least one finite entry
+// per row (−∞ entries count as nothing).
+func logSumExp(x *graph.Node) *graph.Node {
+	mx := graph.ReduceAndKeep(x, graph.ReduceMax, -1) // [B, 1]
+	return graph.Add(graph.Reshape(mx, x.Shape().Dim(0)), graph.Log(graph.ReduceSum(graph.Exp(graph.Sub(x, mx)), -1)))
 }
 
 // chainDrawn copies a sampled chain step's tokens to the host.

@@ -119,16 +119,54 @@ func logSoftmax(logits []float32, t float64) []float64 {
 	return out
 }
 
-// TestChainSample checks tokens drawn on the device: greedy rows equal
-// greedy steps; every token's log-probabilities equal the host's from the
+// hostKept is the host sampler's cut, the definition the device must
+// follow: in descending order (ties: lower id first), top-k, then min-p
+// (at least one), then top-p (tokens while the mass before them is under
+// top-p). It returns the kept ids.
+func hostKept(lp []float64, d model.Draw) []int32 {
+	order := make([]int32, len(lp))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int { return cmpDesc(lp[a], lp[b]) })
+	keep := len(order)
+	if d.TopK > 0 {
+		keep = min(keep, d.TopK)
+	}
+	if d.MinP > 0 {
+		floor := lp[order[0]] + math.Log(float64(d.MinP))
+		n := 0
+		for n < keep && lp[order[n]] >= floor {
+			n++
+		}
+		keep = max(n, 1)
+	}
+	if d.TopP > 0 && d.TopP < 1 {
+		var mass float64
+		n := 0
+		for n < keep {
+			mass += math.Exp(lp[order[n]])
+			n++
+			if mass >= float64(d.TopP) {
+				break
+			}
+		}
+		keep = n
+	}
+	return order[:keep]
+}
+
+// TestChainSample checks tokens drawn on the device against the host's
+// definitions: greedy rows equal greedy steps; every drawn token is one the
+// host's cut keeps, and its log-probabilities (the model's, and the
+// tempered, renormalised one it was drawn from) equal the host's from the
 // logits a step-by-step run gives for the same tokens; and the draws follow
-// softmax(logits / T).
+// the kept distribution.
 func TestChainSample(t *testing.T) {
 	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
 	backend := testutil.Backend(t)
 	V := f.m.Config.VocabSize
 	prompts := [][]int32{f.ids[:9], f.ids[3:8]}
-	temps := []float32{0, 0.7}
 	const n, capacity = 6, 24
 	newPrefilled := func() *model.Stepper {
 		st, err := f.m.NewStepper(backend, 2, capacity, model.Options{})
@@ -144,91 +182,115 @@ func TestChainSample(t *testing.T) {
 	}
 	first := []int32{prompts[0][len(prompts[0])-1], prompts[1][len(prompts[1])-1]}
 	pos := []int32{int32(len(prompts[0]) - 1), int32(len(prompts[1]) - 1)}
-
 	st := newPrefilled()
 	defer st.Close()
-	got, err := st.ChainSample(first, pos, temps, 42, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != n {
-		t.Fatalf("%d steps drawn, want %d", len(got), n)
-	}
-	// Replay the drawn tokens step by step and score them on the host.
 	ref := newPrefilled()
 	defer ref.Close()
-	tok, p := slices.Clone(first), slices.Clone(pos)
-	for i, step := range got {
-		res, err := ref.Step([][]int32{tok[:1], tok[1:]}, [][]int32{p[:1], p[1:]}, []int32{0, 0})
+
+	for _, draws := range [][]model.Draw{
+		{{}, {Temperature: 0.7}},
+		{{Temperature: 1, TopK: 5}, {Temperature: 1, TopP: 0.5}},
+		{{Temperature: 0.8, MinP: 0.3}, {Temperature: 1.2, TopK: 40, MinP: 0.05, TopP: 0.3}},
+	} {
+		got, err := st.ChainSample(first, pos, draws, 42, n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for b := range 2 {
-			logits := res.Logits[b*V : (b+1)*V]
-			d := step[b]
-			if d.ID < 0 || int(d.ID) >= V {
-				t.Fatalf("step %d row %d: id %d outside the vocabulary", i, b, d.ID)
-			}
-			if temps[b] == 0 {
-				if want := argmax(logits); d.ID != want || d.SampleLogprob != 0 {
-					t.Errorf("step %d greedy row: id %d (sample logprob %g), want %d (0)", i, d.ID, d.SampleLogprob, want)
-				}
-			} else if want := logSoftmax(logits, float64(temps[b]))[d.ID]; math.Abs(float64(d.SampleLogprob)-want) > 1e-4 {
-				t.Errorf("step %d row %d: sample logprob %g, host %g", i, b, d.SampleLogprob, want)
-			}
-			if want := logSoftmax(logits, 1)[d.ID]; math.Abs(float64(d.Logprob)-want) > 1e-4 {
-				t.Errorf("step %d row %d: logprob %g, host %g", i, b, d.Logprob, want)
-			}
+		if len(got) != n {
+			t.Fatalf("%v: %d steps drawn, want %d", draws, len(got), n)
 		}
-		tok = []int32{step[0].ID, step[1].ID}
-		p = []int32{p[0] + 1, p[1] + 1}
+		// Replay the drawn tokens step by step and score them on the host.
+		tok, p := slices.Clone(first), slices.Clone(pos)
+		for i, step := range got {
+			res, err := ref.Step([][]int32{tok[:1], tok[1:]}, [][]int32{p[:1], p[1:]}, []int32{0, 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for b, d := range draws {
+				logits := res.Logits[b*V : (b+1)*V]
+				c := step[b]
+				if want := logSoftmax(logits, 1)[c.ID]; math.Abs(float64(c.Logprob)-want) > 1e-4 {
+					t.Errorf("%+v step %d: logprob %g, host %g", d, i, c.Logprob, want)
+				}
+				if d.Temperature == 0 {
+					if want := argmax(logits); c.ID != want || c.SampleLogprob != 0 {
+						t.Errorf("greedy step %d: id %d (sample logprob %g), want %d (0)", i, c.ID, c.SampleLogprob, want)
+					}
+					continue
+				}
+				lp := logSoftmax(logits, float64(d.Temperature))
+				kept := hostKept(lp, d)
+				if !slices.Contains(kept, c.ID) {
+					t.Errorf("%+v step %d: drew %d, which the host's cut (%d tokens) drops", d, i, c.ID, len(kept))
+					continue
+				}
+				var z float64
+				for _, id := range kept {
+					z += math.Exp(lp[id])
+				}
+				if want := lp[c.ID] - math.Log(z); math.Abs(float64(c.SampleLogprob)-want) > 1e-4 {
+					t.Errorf("%+v step %d: sample logprob %g, host %g", d, i, c.SampleLogprob, want)
+				}
+			}
+			tok = []int32{step[0].ID, step[1].ID}
+			p = []int32{p[0] + 1, p[1] + 1}
+		}
 	}
 
-	// The first draw of row 1, over many seeds, against softmax(logits / T)
-	// at a temperature that makes a few tokens likely (the tiny model's
-	// logits are nearly flat): the frequencies of the likeliest tokens (p ≥
-	// 0.01) within 4.5 standard deviations.
+	// Row 1's first draw over many seeds, against the kept distribution, at
+	// settings that make a few tokens likely (the tiny model's logits are
+	// nearly flat): the frequencies of tokens with p ≥ 0.01 within 4.5
+	// standard deviations, and nothing outside the cut.
 	res, err := ref.Step([][]int32{first[:1], first[1:]}, [][]int32{pos[:1], pos[1:]}, []int32{0, 0})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sharp := []float32{0, 0.05}
-	lp := logSoftmax(res.Logits[V:], float64(sharp[1]))
-	const draws = 600
-	counts := map[int32]int{}
-	for seed := range int64(draws) {
-		d, err := st.ChainSample(first, pos, sharp, seed, 1)
-		if err != nil {
-			t.Fatal(err)
+	for _, d := range []model.Draw{{Temperature: 0.05}, {Temperature: 0.1, TopK: 3}, {Temperature: 0.2, TopP: 0.6}} {
+		lp := logSoftmax(res.Logits[V:], float64(d.Temperature))
+		kept := hostKept(lp, d)
+		var z float64
+		for _, id := range kept {
+			z += math.Exp(lp[id])
 		}
-		counts[d[0][1].ID]++
-	}
-	order := make([]int32, V)
-	for i := range order {
-		order[i] = int32(i)
-	}
-	slices.SortFunc(order, func(a, b int32) int { return cmpDesc(lp[a], lp[b]) })
-	for _, id := range order[:5] {
-		p := math.Exp(lp[id])
-		if p < 0.01 {
-			break // too rare for 600 draws to say much
+		const draws = 500
+		counts := map[int32]int{}
+		for seed := range int64(draws) {
+			got, err := st.ChainSample(first, pos, []model.Draw{{}, d}, seed, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts[got[0][1].ID]++
 		}
-		sd := math.Sqrt(p * (1 - p) / draws)
-		if got := float64(counts[id]) / draws; math.Abs(got-p) > 4.5*sd+1e-9 {
-			t.Errorf("token %d drawn %.3f of the time, softmax gives %.3f (sd %.3f)", id, got, p, sd)
+		for id, c := range counts {
+			if !slices.Contains(kept, id) {
+				t.Errorf("%+v: drew %d (%d times), which the host's cut drops", d, id, c)
+			}
+		}
+		for _, id := range kept {
+			p := math.Exp(lp[id]) / z
+			if p < 0.01 {
+				break // too rare for 500 draws to say much
+			}
+			sd := math.Sqrt(p * (1 - p) / draws)
+			if got := float64(counts[id]) / draws; math.Abs(got-p) > 4.5*sd+1e-9 {
+				t.Errorf("%+v: token %d drawn %.3f of the time, the kept distribution gives %.3f (sd %.3f)", d, id, got, p, sd)
+			}
 		}
 	}
 
 	for _, c := range []struct {
 		name  string
-		temps []float32
+		draws []model.Draw
 		sub   string
 	}{
-		{"one temperature short", temps[:1], "temperatures for 2 rows"},
-		{"negative temperature", []float32{0, -1}, "outside [0, 100]"},
-		{"NaN temperature", []float32{float32(math.NaN()), 1}, "outside [0, 100]"},
+		{"one draw short", []model.Draw{{}}, "draws for 2 rows"},
+		{"negative temperature", []model.Draw{{}, {Temperature: -1}}, "outside [0, 100]"},
+		{"NaN temperature", []model.Draw{{Temperature: float32(math.NaN())}, {}}, "outside [0, 100]"},
+		{"negative top-k", []model.Draw{{}, {Temperature: 1, TopK: -2}}, "top-k -2"},
+		{"top-p above 1", []model.Draw{{}, {Temperature: 1, TopP: 1.5}}, "top-p 1.5"},
+		{"min-p NaN", []model.Draw{{}, {Temperature: 1, MinP: float32(math.NaN())}}, "min-p"},
 	} {
-		if _, err := st.ChainSample(first, pos, c.temps, 1, 1); err == nil || !strings.Contains(err.Error(), c.sub) {
+		if _, err := st.ChainSample(first, pos, c.draws, 1, 1); err == nil || !strings.Contains(err.Error(), c.sub) {
 			t.Errorf("%s: error %v, want one saying %q", c.name, err, c.sub)
 		}
 	}

@@ -27,11 +27,12 @@ type Stepper struct {
 	perLayer int
 	caches   []*tensors.Tensor // layer-major: [latent | rope key], [index key]
 
-	all, one *gm.Exec // every row; one dynamic row
-	chain    *gm.Exec // greedy steps fed from the device (Chain), built on first use
-	sampled  *gm.Exec // steps that draw at a temperature (ChainSample), built on first use
-	nRoutes  int
-	pending  *tensors.Tensor // the last step's routes, freed by the next step
+	all, one  *gm.Exec // every row; one dynamic row
+	chain     *gm.Exec // greedy steps fed from the device (Chain), built on first use
+	sampled   *gm.Exec // steps that draw at a temperature (ChainSample), built on first use
+	truncated *gm.Exec // the same, with top-k, min-p or top-p
+	nRoutes   int
+	pending   *tensors.Tensor // the last step's routes, freed by the next step
 }
 
 // StepResult is what a step returns.
@@ -416,7 +417,7 @@ func (s *Stepper) Close() {
 	}
 	s.all.Finalize()
 	s.one.Finalize()
-	for _, e := range []*gm.Exec{s.chain, s.sampled} {
+	for _, e := range []*gm.Exec{s.chain, s.sampled, s.truncated} {
 		if e != nil {
 			e.Finalize()
 		}
