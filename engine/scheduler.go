@@ -480,11 +480,14 @@ func (s *scheduler) decode() error {
 
 // chainable returns how many steps may run back to back on the device now
 // (0 or 1: none): every running request's tokens can be drawn there
-// (sampler.onDevice) and records no routes, none waits to join, and no
-// row's chain would pass its token budget or the cache.
+// (sampler.onDevice) and records no routes, and no row's chain would pass
+// its token budget or the cache. Requests still waiting after admit wait for
+// a row or for memory, which only a finishing request frees; the budget cap
+// means none finishes by length inside a chain, so only a stop token can
+// make a waiting request wait for the chain's end.
 func (s *scheduler) chainable() int {
 	k := s.e.cfg.ChainSteps
-	if k <= 1 || len(s.waiting) > 0 {
+	if k <= 1 {
 		return 0
 	}
 	for _, q := range s.rows {
