@@ -32,26 +32,15 @@ func (s *Stepper) Chain(tokens, pos []int32, n int) (out [][]int32, err error) {
 	defer func() { state.FinalizeAll() }()
 	out = make([][]int32, 0, n)
 	for i := range n {
-		args := []any{state}
-		for _, c := range s.caches {
-			d, err := graph.DonateTensorBuffer(c, s.backend, 0)
-			if err != nil {
-				return nil, err
-			}
-			args = append(args, d)
-		}
-		outs, err := s.chain.Exec(args...)
+		outs, err := s.execDonating(s.chain, state)
 		if err != nil {
-			s.caches = s.zeroCaches(s.rows, s.capacity)
 			return nil, err
 		}
-		nc := len(s.caches)
-		s.caches = outs[:nc]
 		if i > 0 { // step i-1's tokens, read while step i runs
 			out = append(out, chainTokens(state))
 		}
 		state.FinalizeAll()
-		state = outs[nc]
+		state = outs[0]
 	}
 	return append(out, chainTokens(state)), nil
 }
@@ -192,28 +181,17 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	}()
 	out = make([][]ChainToken, 0, n)
 	for i := range n {
-		args := []any{state, how, rng}
-		for _, c := range s.caches {
-			d, err := graph.DonateTensorBuffer(c, s.backend, 0)
-			if err != nil {
-				return nil, err
-			}
-			args = append(args, d)
-		}
-		outs, err := (*exec).Exec(args...)
+		outs, err := s.execDonating(*exec, state, how, rng)
 		if err != nil {
-			s.caches = s.zeroCaches(s.rows, s.capacity)
 			return nil, err
 		}
-		nc := len(s.caches)
-		s.caches = outs[:nc]
 		if i > 0 { // step i-1's tokens, read while step i runs
 			out = append(out, chainDrawn(drawn))
 			drawn.FinalizeAll()
 		}
 		state.FinalizeAll()
 		rng.FinalizeAll()
-		state, rng, drawn = outs[nc], outs[nc+1], outs[nc+2]
+		state, rng, drawn = outs[0], outs[1], outs[2]
 	}
 	return append(out, chainDrawn(drawn)), nil
 }

@@ -291,23 +291,10 @@ func (s *Stepper) run(exec *gm.Exec, packed *tensors.Tensor) (*StepResult, error
 		s.pending.FinalizeAll()
 		s.pending = nil
 	}
-	args := []any{packed}
-	for _, c := range s.caches {
-		d, err := graph.DonateTensorBuffer(c, s.backend, 0)
-		if err != nil {
-			return nil, err
-		}
-		args = append(args, d)
-	}
-	outs, err := exec.Exec(args...)
+	outs, err := s.execDonating(exec, packed)
 	if err != nil {
-		// The donated caches are gone: start this stepper's caches afresh.
-		s.caches = s.zeroCaches(s.rows, s.capacity)
 		return nil, err
 	}
-	n := len(s.caches)
-	s.caches = outs[:n]
-	outs = outs[n:]
 	res := &StepResult{Logits: tensors.MustCopyFlatData[float32](outs[0])}
 	outs[0].FinalizeAll()
 	outs = outs[1:]
@@ -322,6 +309,27 @@ func (s *Stepper) run(exec *gm.Exec, packed *tensors.Tensor) (*StepResult, error
 		outs[0].FinalizeAll()
 	}
 	return res, nil
+}
+
+// execDonating runs exec on args followed by the caches, donated, keeps
+// the updated caches (the first outputs) and returns the other outputs. On
+// an error the donated caches are gone, and the stepper starts afresh.
+func (s *Stepper) execDonating(exec *gm.Exec, args ...any) ([]*tensors.Tensor, error) {
+	for _, c := range s.caches {
+		d, err := graph.DonateTensorBuffer(c, s.backend, 0)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, d)
+	}
+	outs, err := exec.Exec(args...)
+	if err != nil {
+		s.caches = s.zeroCaches(s.rows, s.capacity)
+		return nil, err
+	}
+	n := len(s.caches)
+	s.caches = outs[:n]
+	return outs[n:], nil
 }
 
 // unstack copies t [L, …] int32 to the host in one transfer and splits it
