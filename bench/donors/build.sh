@@ -43,6 +43,6 @@ CGO_ENABLED=1 go build -modfile=.gpu/donors.mod -ldflags "-s -w" -o .gpu/dsv32-d
 # to check that aliasing changes no number:
 #   DSV32_TEST_BACKEND=xla:$P GOXLA_BUFFER_DONORS=1 .gpu/model-donors.test
 #   (cd engine && DSV32_TEST_BACKEND=xla:$P GOXLA_BUFFER_DONORS=1 ../.gpu/engine-donors.test)
-CGO_ENABLED=1 go test -c -tags xla -modfile=.gpu/donors.mod -o .gpu/model-donors.test ./model
-CGO_ENABLED=1 go test -c -tags xla -modfile=.gpu/donors.mod -o .gpu/engine-donors.test ./engine
+CGO_ENABLED=1 go test -c -tags xla -ldflags "-s -w" -modfile=.gpu/donors.mod -o .gpu/model-donors.test ./model
+CGO_ENABLED=1 go test -c -tags xla -ldflags "-s -w" -modfile=.gpu/donors.mod -o .gpu/engine-donors.test ./engine
 echo "wrote .gpu/dsv32-donors, .gpu/model-donors.test and .gpu/engine-donors.test"
