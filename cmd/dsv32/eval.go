@@ -181,7 +181,12 @@ type RetrievalResult struct {
 	AnswerLoss    float64    `json:"answer_loss"`           // mean NLL of the answer tokens
 	LMLoss        float64    `json:"lm_loss"`               // mean NLL over every predicted token of the documents
 	ByDepth       []*float64 `json:"accuracy_by_depth"`     // ten buckets of where the fact sat; null when empty
-	Seconds       float64    `json:"seconds"`
+	// Per document, in order: the mean NLL of its answer tokens and whether
+	// every one was the argmax. Arms scored on the same documents compare
+	// document by document (eval summary's paired table).
+	DocAnswerLoss []float64 `json:"doc_answer_loss,omitempty"`
+	DocCorrect    []bool    `json:"doc_correct,omitempty"`
+	Seconds       float64   `json:"seconds"`
 }
 
 // evalDoc is one tokenised example: doc = prompt ++ " answer" ++ EOS.
@@ -295,9 +300,11 @@ func evalScoreRetrieval(docs []evalDoc, nll [][]float32, argmax [][]int32, name 
 			lmN++
 		}
 		ok := true
+		var docSum float64
 		for j := range d.ansTokens {
 			t := d.ansStart + j - 1 // predicts ids[ansStart+j]
 			ansSum += float64(nll[i][t])
+			docSum += float64(nll[i][t])
 			ansN++
 			if argmax[i][t] == d.ids[t+1] {
 				ansOK++
@@ -305,6 +312,8 @@ func evalScoreRetrieval(docs []evalDoc, nll [][]float32, argmax [][]int32, name 
 				ok = false
 			}
 		}
+		res.DocAnswerLoss = append(res.DocAnswerLoss, docSum/float64(max(d.ansTokens, 1)))
+		res.DocCorrect = append(res.DocCorrect, ok)
 		b := min(9, max(0, int(d.depth*10)))
 		acc.N++
 		acc.Depth[b].N++
@@ -434,6 +443,7 @@ type evalSummaryCmd struct {
 	Dir  string   `arg:"" type:"existingdir" help:"The experiment directory: eval/<arm>.retrieval.json and eval/<arm>.lm.json, runs/<name>/metrics.jsonl, and the learning curve's eval/curve-step-*.json."`
 	Arms []string `placeholder:"NAME,..." help:"Arms in the order to show (default: every arm found, sorted)."`
 	Out  string   `type:"path" placeholder:"DIR" help:"Where to write summary.json, summary.md and the charts (default: the experiment directory)."`
+	Ref  string   `name:"reference" default:"dense" placeholder:"ARM" help:"The arm the others are compared with document by document."`
 }
 
 // ArmResult is one arm's row of the summary.
@@ -493,7 +503,11 @@ func (c *evalSummaryCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	paired := evalPair(rows, c.Ref)
 	sum := map[string]any{"arms": rows, "runs": evalRunSummaries(runs)}
+	if len(paired) > 0 {
+		sum["paired"] = paired
+	}
 	if len(curve) > 0 {
 		sum["curve"] = curve
 	}
@@ -510,6 +524,9 @@ func (c *evalSummaryCmd) Run() error {
 	var parts []string
 	if len(rows) > 0 {
 		parts = append(parts, evalArmsTable(rows))
+	}
+	if len(paired) > 0 {
+		parts = append(parts, evalPairedTable(paired, c.Ref))
 	}
 	if len(runs) > 0 {
 		parts = append(parts, evalRunsTable(evalRunSummaries(runs)))
@@ -542,6 +559,86 @@ func (c *evalSummaryCmd) Run() error {
 	}
 	fmt.Printf("wrote %s: %s\n", out, strings.Join(written, ", "))
 	return nil
+}
+
+// Paired compares an arm with the reference arm on the same retrieval
+// documents: the mean per-document difference in answer loss (arm −
+// reference) with its standard error, and the documents only one of the two
+// answers exactly (McNemar's discordant pairs).
+type Paired struct {
+	Arm            string  `json:"arm"`
+	N              int     `json:"n"`
+	AnswerLossDiff float64 `json:"answer_loss_diff"`
+	AnswerLossSE   float64 `json:"answer_loss_se"`
+	OnlyArm        int     `json:"only_arm_correct"`
+	OnlyRef        int     `json:"only_reference_correct"`
+}
+
+// evalPair compares every arm with ref on the documents both were scored on
+// (same count and seed); none when ref has no per-document results.
+func evalPair(rows []ArmResult, ref string) []Paired {
+	var base *RetrievalResult
+	for _, r := range rows {
+		if r.Arm == ref {
+			base = r.Retrieval
+		}
+	}
+	if base == nil || len(base.DocAnswerLoss) == 0 {
+		return nil
+	}
+	var out []Paired
+	for _, r := range rows {
+		x := r.Retrieval
+		if r.Arm == ref || x == nil || x.Seed != base.Seed || len(x.DocAnswerLoss) != len(base.DocAnswerLoss) ||
+			len(x.DocCorrect) != len(base.DocCorrect) {
+			continue
+		}
+		p := Paired{Arm: r.Arm, N: len(x.DocAnswerLoss)}
+		p.AnswerLossDiff, p.AnswerLossSE = pairedDiff(x.DocAnswerLoss, base.DocAnswerLoss)
+		for i := range x.DocCorrect {
+			switch {
+			case x.DocCorrect[i] && !base.DocCorrect[i]:
+				p.OnlyArm++
+			case !x.DocCorrect[i] && base.DocCorrect[i]:
+				p.OnlyRef++
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// pairedDiff is the mean of a[i] − b[i] and its standard error (the sample
+// standard deviation of the differences over √n; 0 for fewer than two).
+func pairedDiff(a, b []float64) (mean, se float64) {
+	n := float64(len(a))
+	if n == 0 {
+		return 0, 0
+	}
+	for i := range a {
+		mean += a[i] - b[i]
+	}
+	mean /= n
+	if n < 2 {
+		return mean, 0
+	}
+	var ss float64
+	for i := range a {
+		d := a[i] - b[i] - mean
+		ss += d * d
+	}
+	return mean, math.Sqrt(ss/(n-1)) / math.Sqrt(n)
+}
+
+// evalPairedTable is the paired comparison as a markdown table.
+func evalPairedTable(ps []Paired, ref string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| arm, against %s on the same documents | answer loss difference (± standard error) | exact only in the arm | exact only in %s |\n", ref, ref)
+	b.WriteString("| --- | --- | --- | --- |\n")
+	for _, p := range ps {
+		fmt.Fprintf(&b, "| %s | %+.4f ± %.4f (n %d) | %d | %d |\n", p.Arm, p.AnswerLossDiff, p.AnswerLossSE, p.N, p.OnlyArm, p.OnlyRef)
+	}
+	return b.String()
 }
 
 // CurvePoint is one pre-training checkpoint of the experiment's learning

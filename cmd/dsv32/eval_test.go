@@ -193,6 +193,35 @@ func TestEvalCommands(t *testing.T) {
 		!(r.LMLoss > 0) || r.Dense || r.IndexTopK != 16 || r.MeanLen < 150 || r.MeanLen > 201 {
 		t.Errorf("result %+v", r)
 	}
+	if len(r.DocAnswerLoss) != r.N || len(r.DocCorrect) != r.N {
+		t.Errorf("per-document results: %d losses, %d flags for %d documents", len(r.DocAnswerLoss), len(r.DocCorrect), r.N)
+	}
+	nOK := 0
+	for _, ok := range r.DocCorrect {
+		if ok {
+			nOK++
+		}
+	}
+	if nOK != r.Correct {
+		t.Errorf("%d documents flagged correct, %d counted", nOK, r.Correct)
+	}
+	// A reference arm on the same documents, each answer 0.5 nats better
+	// and the first one answered exactly.
+	dense := r
+	dense.DocAnswerLoss = slices.Clone(r.DocAnswerLoss)
+	dense.DocCorrect = slices.Clone(r.DocCorrect)
+	for i := range dense.DocAnswerLoss {
+		dense.DocAnswerLoss[i] -= 0.5
+	}
+	flipped := !dense.DocCorrect[0]
+	dense.DocCorrect[0] = true
+	b, err := json.Marshal(dense)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "exp", "eval", "dense.retrieval.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// A learning curve of two checkpoints, the copy probe at one of them.
 	for _, c := range [][2]string{
 		{js, "curve-step-00000200.json"}, {js, "curve-step-00000100.json"},
@@ -210,13 +239,22 @@ func TestEvalCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sum struct {
-		Arms  []ArmResult
-		Curve []CurvePoint
+		Arms   []ArmResult
+		Curve  []CurvePoint
+		Paired []Paired
 	}
 	if ok, err := evalReadJSON(filepath.Join(dir, "exp", "summary.json"), &sum); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	if len(sum.Arms) != 1 || sum.Arms[0].Arm != "tiny" || sum.Arms[0].Retrieval == nil || sum.Arms[0].LM == nil {
+	wantOnlyRef := 0
+	if flipped {
+		wantOnlyRef = 1
+	}
+	if len(sum.Paired) != 1 || sum.Paired[0].Arm != "tiny" || math.Abs(sum.Paired[0].AnswerLossDiff-0.5) > 1e-9 ||
+		sum.Paired[0].AnswerLossSE > 1e-9 || sum.Paired[0].OnlyRef != wantOnlyRef || sum.Paired[0].OnlyArm != 0 {
+		t.Errorf("paired against dense: %+v, want tiny 0.5 nats worse, %d only in dense", sum.Paired, wantOnlyRef)
+	}
+	if len(sum.Arms) != 2 || sum.Arms[1].Arm != "tiny" || sum.Arms[1].Retrieval == nil || sum.Arms[1].LM == nil {
 		b, _ := json.Marshal(sum)
 		t.Errorf("summary %s", b)
 	}
@@ -236,5 +274,24 @@ func TestEvalCommands(t *testing.T) {
 	}
 	if err := runCLI(t, "eval", "summary", t.TempDir()); err == nil || !strings.Contains(err.Error(), "has no eval") {
 		t.Errorf("summary of an empty directory: %v, want an error naming what is missing", err)
+	}
+}
+
+func TestPairedDiff(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		a, b     []float64
+		mean, se float64
+	}{
+		{"none", nil, nil, 0, 0},
+		{"one", []float64{2}, []float64{1}, 1, 0},
+		{"equal", []float64{1, 2, 3}, []float64{1, 2, 3}, 0, 0},
+		{"a constant shift", []float64{1, 2, 3}, []float64{0.5, 1.5, 2.5}, 0.5, 0},
+		{"mixed", []float64{1.5, 2.5, 2.5}, []float64{1, 2, 3}, 1.0 / 6, math.Sqrt(1.0/3) / math.Sqrt(3)},
+	} {
+		mean, se := pairedDiff(c.a, c.b)
+		if math.Abs(mean-c.mean) > 1e-12 || math.Abs(se-c.se) > 1e-12 {
+			t.Errorf("%s: mean %g ± %g, want %g ± %g", c.name, mean, se, c.mean, c.se)
+		}
 	}
 }
