@@ -431,7 +431,7 @@ for p in "${pids[@]}"; do wait "$p" || fail=1; done
 
 # --- summary and charts --------------------------------------------------------
 arms=$(IFS=,; echo "${ARMS[*]}")
-"$DSV32" eval summary "$OUT" --arms "$arms" >"$OUT/logs/summary.log" 2>&1 || {
+"$DSV32" eval summary "$OUT" --arms "$arms" --reference dense-more >"$OUT/logs/summary.log" 2>&1 || {
 	tail -20 "$OUT/logs/summary.log" >&2
 	exit 1
 }

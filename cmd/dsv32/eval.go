@@ -384,6 +384,8 @@ type LMResult struct {
 	Tokens  int     `json:"tokens"`  // counted targets
 	LMLoss  float64 `json:"lm_loss"` // token-weighted mean NLL
 	Seconds float64 `json:"seconds"`
+	// RowLoss is each row's mean NLL, in order, for comparisons row by row.
+	RowLoss []float64 `json:"row_loss,omitempty"`
 }
 
 func (c *evalLMCmd) Run() error {
@@ -424,12 +426,16 @@ func (c *evalLMCmd) Run() error {
 	res := &LMResult{Model: c.Model, Dense: c.Dense, Rows: len(rows), SeqLen: c.SeqLen}
 	var sum float64
 	for i, r := range rows {
+		var rowSum, rowW float64
 		for t, w := range r.Mask {
 			if w > 0 {
 				sum += float64(w) * float64(nll[i][t])
+				rowSum += float64(w) * float64(nll[i][t])
+				rowW += float64(w)
 				res.Tokens++
 			}
 		}
+		res.RowLoss = append(res.RowLoss, rowSum/max(rowW, 1))
 	}
 	res.LMLoss = sum / float64(max(res.Tokens, 1))
 	res.Seconds = time.Since(start).Seconds()
@@ -572,15 +578,20 @@ type Paired struct {
 	AnswerLossSE   float64 `json:"answer_loss_se"`
 	OnlyArm        int     `json:"only_arm_correct"`
 	OnlyRef        int     `json:"only_reference_correct"`
+	// The held-out LM loss row by row (arm − reference), when both have it.
+	Rows         int     `json:"rows,omitempty"`
+	LMLossDiff   float64 `json:"lm_loss_diff,omitempty"`
+	LMLossDiffSE float64 `json:"lm_loss_se,omitempty"`
 }
 
 // evalPair compares every arm with ref on the documents both were scored on
 // (same count and seed); none when ref has no per-document results.
 func evalPair(rows []ArmResult, ref string) []Paired {
 	var base *RetrievalResult
+	var baseLM *LMResult
 	for _, r := range rows {
 		if r.Arm == ref {
-			base = r.Retrieval
+			base, baseLM = r.Retrieval, r.LM
 		}
 	}
 	if base == nil || len(base.DocAnswerLoss) == 0 {
@@ -602,6 +613,10 @@ func evalPair(rows []ArmResult, ref string) []Paired {
 			case !x.DocCorrect[i] && base.DocCorrect[i]:
 				p.OnlyRef++
 			}
+		}
+		if l := r.LM; l != nil && baseLM != nil && len(l.RowLoss) > 0 && len(l.RowLoss) == len(baseLM.RowLoss) {
+			p.Rows = len(l.RowLoss)
+			p.LMLossDiff, p.LMLossDiffSE = pairedDiff(l.RowLoss, baseLM.RowLoss)
 		}
 		out = append(out, p)
 	}
@@ -633,10 +648,14 @@ func pairedDiff(a, b []float64) (mean, se float64) {
 // evalPairedTable is the paired comparison as a markdown table.
 func evalPairedTable(ps []Paired, ref string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| arm, against %s on the same documents | answer loss difference (± standard error) | exact only in the arm | exact only in %s |\n", ref, ref)
-	b.WriteString("| --- | --- | --- | --- |\n")
+	fmt.Fprintf(&b, "| arm, against %s on the same documents and rows | answer loss difference (± standard error) | exact only in the arm | exact only in %s | held-out LM loss difference |\n", ref, ref)
+	b.WriteString("| --- | --- | --- | --- | --- |\n")
 	for _, p := range ps {
-		fmt.Fprintf(&b, "| %s | %+.4f ± %.4f (n %d) | %d | %d |\n", p.Arm, p.AnswerLossDiff, p.AnswerLossSE, p.N, p.OnlyArm, p.OnlyRef)
+		lm := "—"
+		if p.Rows > 0 {
+			lm = fmt.Sprintf("%+.4f ± %.4f (%d rows)", p.LMLossDiff, p.LMLossDiffSE, p.Rows)
+		}
+		fmt.Fprintf(&b, "| %s | %+.4f ± %.4f (n %d) | %d | %d | %s |\n", p.Arm, p.AnswerLossDiff, p.AnswerLossSE, p.N, p.OnlyArm, p.OnlyRef, lm)
 	}
 	return b.String()
 }

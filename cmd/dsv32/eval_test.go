@@ -177,7 +177,7 @@ func TestEvalCommands(t *testing.T) {
 	if ok, err := evalReadJSON(lmJS, &lm); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	if lm.Rows != 3 || lm.Tokens < 3*60 || lm.Tokens > 3*64 || !(lm.LMLoss > 4 && lm.LMLoss < 8) || !lm.Dense {
+	if lm.Rows != 3 || lm.Tokens < 3*60 || lm.Tokens > 3*64 || !(lm.LMLoss > 4 && lm.LMLoss < 8) || !lm.Dense || len(lm.RowLoss) != 3 {
 		t.Errorf("lm result %+v", lm) // a random 320-id model: about ln 320 = 5.8
 	}
 	js := filepath.Join(dir, "exp", "eval", "tiny.retrieval.json")
@@ -222,6 +222,17 @@ func TestEvalCommands(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "exp", "eval", "dense.retrieval.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	denseLM := lm // its held-out rows 0.25 nats better
+	denseLM.RowLoss = slices.Clone(lm.RowLoss)
+	for i := range denseLM.RowLoss {
+		denseLM.RowLoss[i] -= 0.25
+	}
+	if b, err = json.Marshal(denseLM); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "exp", "eval", "dense.lm.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// A learning curve of two checkpoints, the copy probe at one of them.
 	for _, c := range [][2]string{
 		{js, "curve-step-00000200.json"}, {js, "curve-step-00000100.json"},
@@ -251,7 +262,8 @@ func TestEvalCommands(t *testing.T) {
 		wantOnlyRef = 1
 	}
 	if len(sum.Paired) != 1 || sum.Paired[0].Arm != "tiny" || math.Abs(sum.Paired[0].AnswerLossDiff-0.5) > 1e-9 ||
-		sum.Paired[0].AnswerLossSE > 1e-9 || sum.Paired[0].OnlyRef != wantOnlyRef || sum.Paired[0].OnlyArm != 0 {
+		sum.Paired[0].AnswerLossSE > 1e-9 || sum.Paired[0].OnlyRef != wantOnlyRef || sum.Paired[0].OnlyArm != 0 ||
+		sum.Paired[0].Rows != 3 || math.Abs(sum.Paired[0].LMLossDiff-0.25) > 1e-9 {
 		t.Errorf("paired against dense: %+v, want tiny 0.5 nats worse, %d only in dense", sum.Paired, wantOnlyRef)
 	}
 	if len(sum.Arms) != 2 || sum.Arms[1].Arm != "tiny" || sum.Arms[1].Retrieval == nil || sum.Arms[1].LM == nil {
