@@ -21,33 +21,50 @@ func argmax(logits []float32) int32 {
 	return int32(best)
 }
 
-// TestChainMatchesSteps checks that chained greedy decoding, fed from the
-// device, writes the tokens and caches that step-by-step greedy decoding
-// with the host's argmax does, in a batch of two rows at different
-// positions; and that ordinary steps carry on from the chained caches.
-func TestChainMatchesSteps(t *testing.T) {
-	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
+// chainStart is the two-row start both chain tests use: prompts of
+// different lengths, prefilled but for their newest tokens, which the
+// chain feeds at their positions. prefilled makes a fresh stepper so.
+type chainStart struct {
+	first, pos []int32
+	prefilled  func() *model.Stepper
+}
+
+func newChainStart(t *testing.T, f *fixture, capacity int) chainStart {
+	t.Helper()
 	backend := testutil.Backend(t)
-	V := f.m.Config.VocabSize
-	prompts := [][]int32{f.ids[:9], f.ids[3:8]} // rows of different lengths
-	const n, capacity = 6, 24
-	newPrefilled := func() *model.Stepper {
+	prompts := [][]int32{f.ids[:9], f.ids[3:8]}
+	c := chainStart{
+		first: []int32{prompts[0][len(prompts[0])-1], prompts[1][len(prompts[1])-1]},
+		pos:   []int32{int32(len(prompts[0]) - 1), int32(len(prompts[1]) - 1)},
+	}
+	c.prefilled = func() *model.Stepper {
 		st, err := f.m.NewStepper(backend, 2, capacity, model.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for b, p := range prompts { // all but each prompt's last token
+		t.Cleanup(st.Close)
+		for b, p := range prompts {
 			if _, err := st.StepRow(b, p[:len(p)-1], span(0, len(p)-1), int32(len(p)-2)); err != nil {
 				t.Fatal(err)
 			}
 		}
 		return st
 	}
-	first := []int32{prompts[0][len(prompts[0])-1], prompts[1][len(prompts[1])-1]}
-	pos := []int32{int32(len(prompts[0]) - 1), int32(len(prompts[1]) - 1)}
+	return c
+}
 
-	ref := newPrefilled()
-	defer ref.Close()
+// TestChainMatchesSteps checks that chained greedy decoding, fed from the
+// device, writes the tokens and caches that step-by-step greedy decoding
+// with the host's argmax does, in a batch of two rows at different
+// positions; and that ordinary steps carry on from the chained caches.
+func TestChainMatchesSteps(t *testing.T) {
+	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
+	V := f.m.Config.VocabSize
+	const n, capacity = 6, 24
+	c := newChainStart(t, f, capacity)
+	first, pos := c.first, c.pos
+
+	ref := c.prefilled()
 	var want [][]int32
 	tok, p := slices.Clone(first), slices.Clone(pos)
 	for range n {
@@ -60,8 +77,7 @@ func TestChainMatchesSteps(t *testing.T) {
 		want = append(want, tok)
 	}
 
-	st := newPrefilled()
-	defer st.Close()
+	st := c.prefilled()
 	got, err := st.Chain(first, pos, n)
 	if err != nil {
 		t.Fatal(err)
@@ -164,28 +180,11 @@ func hostKept(lp []float64, d model.Draw) []int32 {
 // the kept distribution.
 func TestChainSample(t *testing.T) {
 	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
-	backend := testutil.Backend(t)
 	V := f.m.Config.VocabSize
-	prompts := [][]int32{f.ids[:9], f.ids[3:8]}
 	const n, capacity = 6, 24
-	newPrefilled := func() *model.Stepper {
-		st, err := f.m.NewStepper(backend, 2, capacity, model.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for b, p := range prompts {
-			if _, err := st.StepRow(b, p[:len(p)-1], span(0, len(p)-1), int32(len(p)-2)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return st
-	}
-	first := []int32{prompts[0][len(prompts[0])-1], prompts[1][len(prompts[1])-1]}
-	pos := []int32{int32(len(prompts[0]) - 1), int32(len(prompts[1]) - 1)}
-	st := newPrefilled()
-	defer st.Close()
-	ref := newPrefilled()
-	defer ref.Close()
+	c := newChainStart(t, f, capacity)
+	first, pos := c.first, c.pos
+	st, ref := c.prefilled(), c.prefilled()
 
 	for _, draws := range [][]model.Draw{
 		{{}, {Temperature: 0.7}},
