@@ -181,14 +181,19 @@ func MeasurePrefill(m *model.Model, backend compute.Backend, n, chunk int, opts 
 
 // MeasureBandwidth times reading and writing a large buffer on the device
 // (y = x + 1 over bytes of bfloat16) and returns bytes moved per second.
-// Execution returns once the device has finished, so wall time is device time
-// plus a small launch overhead. Each run's output is the next run's donated
+// Each run ends by reading one element of its output to the host, so the
+// wall time covers the device's work whether or not execution waits for it
+// (go-xla as released waits; an asynchronous build returns once queued), plus
+// a small launch and copy overhead. Each run's output is the next run's donated
 // input: the traffic is then one read and one write whether or not the
 // backend aliases donated inputs (with aliasing but no donation, PJRT would
 // first copy the input, and the probe would report half the bandwidth).
 func MeasureBandwidth(backend compute.Backend, bytes int64) (float64, error) {
 	n := int(bytes / 2)
-	exec, err := graph.NewExec(backend, func(x *graph.Node) *graph.Node { return graph.AddScalar(x, 1) })
+	exec, err := graph.NewExec(backend, func(x *graph.Node) (y, first *graph.Node) {
+		y = graph.AddScalar(x, 1)
+		return y, graph.Slice(y, graph.AxisRange(0, 1)) // [1]: read back, it waits for y
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -206,7 +211,11 @@ func MeasureBandwidth(backend compute.Backend, bytes int64) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		dt := time.Since(t0).Seconds() // PJRT execution awaits the device's completion events
+		if err := readBack(out[1]); err != nil {
+			return 0, err
+		}
+		dt := time.Since(t0).Seconds()
+		out[1].FinalizeAll()
 		x = out[0]
 		if i > 0 && (best == 0 || dt < best) {
 			best = dt
@@ -244,6 +253,9 @@ func MeasureForward(m *model.Model, backend compute.Backend, n int, opts model.O
 		if err != nil {
 			return 0, err
 		}
+		if err := readBack(out[0]); err != nil { // waits for the device, however execution returns
+			return 0, err
+		}
 		out[0].FinalizeAll()
 		if i > 0 {
 			times = append(times, time.Since(t0).Seconds()*1000)
@@ -251,4 +263,9 @@ func MeasureForward(m *model.Model, backend compute.Backend, n int, opts model.O
 	}
 	sort.Float64s(times)
 	return times[len(times)/2], nil
+}
+
+// readBack copies t to the host, which waits for the program that writes it.
+func readBack(t *tensors.Tensor) error {
+	return t.ConstBytes(func([]byte) {})
 }
