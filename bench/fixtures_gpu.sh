@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The model's reference-fixture tests on the GPU, for this tree and for
+# earlier commits: finds the commit where XLA-on-GPU numbers left the
+# reference (docs/model.md). The Go backend runs these tests in CI; the GPU
+# machine has no Go, so the test binaries are built here.
+#
+#   bench/fixtures_gpu.sh build [REV...]   # here: .gpu/fixtures/model-<rev>.test (stripped; the working tree as "work")
+#   bench/fixtures_gpu.sh run OUTDIR        # on the GPU machine: each binary's fixture tests, one summary line each
+#
+# Older binaries find the fixtures as ../testdata from model/, so they run
+# from this checkout's model/ directory.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+dir=$root/.gpu/fixtures
+case ${1:-} in
+build)
+	shift
+	mkdir -p "$dir"
+	CGO_ENABLED=1 go test -c -tags xla -ldflags "-s -w" -o "$dir/model-work.test" ./model || exit 1
+	for rev in "$@"; do
+		short=$(git rev-parse --short "$rev") || exit 1
+		wt=$(mktemp -d)
+		git worktree add --quiet --detach "$wt" "$rev" || exit 1
+		(cd "$wt" && CGO_ENABLED=1 go test -c -tags xla -ldflags "-s -w" -o "$dir/model-$short.test" ./model)
+		rc=$?
+		git worktree remove --force "$wt"
+		[[ $rc == 0 ]] || exit $rc
+	done
+	ls -la "$dir"
+	;;
+run)
+	out=${2:?usage: $0 run OUTDIR}
+	mkdir -p "$out"
+	P=${P:-$(python3 -c 'import jax_plugins.xla_cuda13 as m, os; print(os.path.dirname(m.__file__))')/xla_cuda_plugin.so}
+	export GOMLX_NO_AUTO_INSTALL=1 GOPJRT_CUDA_CHECKS=0
+	for bin in "$dir"/model-*.test; do
+		name=$(basename "$bin" .test)
+		(cd model && DSV32_TEST_BACKEND="xla:$P" timeout "${TEST_TIMEOUT:-120}" "$bin" -test.count=1 -test.v \
+			-test.run "${RUN:-MatchesReference|Dense|FP8}" >"$out/$name.log" 2>&1)
+		rc=$?
+		worst=$(grep -oE "(hidden_[0-9]+|logits|decode_logits)[^:]*: rel [0-9.e+-]+" "$out/$name.log" | sort -t' ' -k3 -g | tail -1)
+		echo "$name: exit $rc, $(grep -c -- '^--- FAIL' "$out/$name.log") failed; worst: ${worst:-none}"
+	done
+	;;
+*)
+	echo "usage: $0 build [REV...] | run OUTDIR" >&2
+	exit 2
+	;;
+esac
