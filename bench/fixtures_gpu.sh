@@ -7,6 +7,10 @@
 #   bench/fixtures_gpu.sh build [REV...]   # here: .gpu/fixtures/model-<rev>.test (stripped; the working tree as "work")
 #   bench/fixtures_gpu.sh run OUTDIR        # on the GPU machine: each binary's fixture tests, one summary line each
 #
+# run then repeats this tree's tests under each of VARIANTS (';'-separated
+# environment settings), to tell a change in the code from one in how the
+# machine's XLA computes (TF32 in cuBLAS, Triton GEMMs).
+#
 # Older binaries find the fixtures as ../testdata from model/, so they run
 # from this checkout's model/ directory.
 set -uo pipefail
@@ -34,13 +38,23 @@ run)
 	mkdir -p "$out"
 	P=${P:-$(python3 -c 'import jax_plugins.xla_cuda13 as m, os; print(os.path.dirname(m.__file__))')/xla_cuda_plugin.so}
 	export GOMLX_NO_AUTO_INSTALL=1 GOPJRT_CUDA_CHECKS=0
-	for bin in "$dir"/model-*.test; do
-		name=$(basename "$bin" .test)
-		(cd model && DSV32_TEST_BACKEND="xla:$P" timeout "${TEST_TIMEOUT:-120}" "$bin" -test.count=1 -test.v \
+	one() { # name binary env...
+		local name=$1 bin=$2
+		shift 2
+		(cd model && env "$@" DSV32_TEST_BACKEND="xla:$P" timeout "${TEST_TIMEOUT:-120}" "$bin" -test.count=1 -test.v \
 			-test.run "${RUN:-MatchesReference|Dense|FP8}" >"$out/$name.log" 2>&1)
-		rc=$?
+		local rc=$?
+		local worst
 		worst=$(grep -oE "(hidden_[0-9]+|logits|decode_logits)[^:]*: rel [0-9.e+-]+" "$out/$name.log" | sort -t' ' -k3 -g | tail -1)
-		echo "$name: exit $rc, $(grep -c -- '^--- FAIL' "$out/$name.log") failed; worst: ${worst:-none}"
+		echo "$name${*:+ ($*)}: exit $rc, $(grep -c -- '^--- FAIL' "$out/$name.log") failed; worst: ${worst:-none}"
+	}
+	for bin in "$dir"/model-*.test; do
+		one "$(basename "$bin" .test)" "$bin"
+	done
+	IFS=';' read -ra variants <<<"${VARIANTS-NVIDIA_TF32_OVERRIDE=0;XLA_FLAGS=--xla_gpu_enable_triton_gemm=false;NVIDIA_TF32_OVERRIDE=0 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false}"
+	for i in "${!variants[@]}"; do
+		read -ra kv <<<"${variants[$i]}"
+		one "model-work-v$((i + 1))" "$dir/model-work.test" "${kv[@]}"
 	done
 	;;
 *)
