@@ -51,18 +51,29 @@ func indexerScores(scope *gm.Scope, cfg *Config, x, qr, keys, allowed, cos, sin 
 	return graph.Where(allowed, idx, graph.Infinity(x.Graph(), dtypes.Float32, -1))
 }
 
+// topKMethod is how selectTopK finds the top k.
+type topKMethod int
+
+const (
+	topKRadix  topKMethod = iota // topKMask: 32 one-bit passes, the Go backend's choice
+	topKNative                   // the backend's TopK op: a sort on XLA
+	topKDigits                   // digitTopK: four 8-bit passes, for one-query rows on XLA
+)
+
 // selectTopK picks the min(k, S) highest-scoring keys per query (ties: lower
 // index first). scores [B, T, S] → indices [B, T, k'] int32 and the selection
-// as a mask [B, T, S]. native uses the backend's TopK (one op on XLA; the Go
-// backend sorts with a comparator graph per comparison, so there radix select
-// is used instead).
-func selectTopK(scores *graph.Node, k int, native bool) (idx, mask *graph.Node) {
+// as a mask [B, T, S].
+func selectTopK(scores *graph.Node, k int, method topKMethod) (idx, mask *graph.Node) {
 	S := scores.Shape().Dim(-1)
 	k = min(k, S)
-	if native && k < S {
+	switch {
+	case k == S:
+	case method == topKNative:
 		_, idx = graph.TopK(graph.StopGradient(scores), k, -1)
 		idx = graph.ConvertDType(idx, dtypes.Int32)
 		return idx, selectionMask(idx, S)
+	case method == topKDigits:
+		return digitTopK(scores, k)
 	}
 	mask = topKMask(scores, k)
 	return maskIndices(mask, k), mask

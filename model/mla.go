@@ -79,7 +79,14 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 	if cfg.HasIndexer() && (sparse || opts.CaptureTopK || opts.IndexerLoss != NoIndexerLoss) {
 		idxScores = indexerScores(scope.At("indexer"), cfg, x, qr, keysIdx, allowed, cos, sin) // [B, T, S]
 		var sel *graph.Node
-		res.topK, sel = selectTopK(idxScores, cfg.IndexTopK, opts.NativeTopK) // [B, T, k'], [B, T, S]
+		method := topKRadix
+		switch {
+		case opts.NativeTopK && opts.DigitTopK && idxScores.Shape().Dim(1) == 1:
+			method = topKDigits
+		case opts.NativeTopK:
+			method = topKNative
+		}
+		res.topK, sel = selectTopK(idxScores, cfg.IndexTopK, method) // [B, T, k'], [B, T, S]
 		if sparse && res.topK.Shape().Dim(-1) < S {
 			selected = sel
 		}

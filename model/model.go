@@ -46,6 +46,12 @@ type Options struct {
 	// op on XLA) instead of radix select (many small vectorised ops; the right
 	// choice on the Go backend, whose TopK sorts with a comparator graph).
 	NativeTopK bool
+	// DigitTopK, with NativeTopK, selects the keys of one-query rows
+	// (decoding) by radix select over 8-bit digits (digitTopK: four wide
+	// counting passes, running counts and a scatter) instead of the backend's
+	// sort. Which is faster depends on the context length and the device
+	// (docs/engine.md); the selection is the same.
+	DigitTopK bool
 	// LogitsAt (optional, [B] int32) computes the logits of one position per
 	// row only, so Logits is [B, 1, V]: decoding and prefill chunks never pay
 	// for the head on positions nobody samples from.

@@ -215,25 +215,34 @@ func TestCachedDecodeMatchesReference(t *testing.T) {
 				}
 			}
 
-			// One row: prefill the prefix in one step, then one token at a time.
-			st, err := f.m.NewStepper(backend, 1, T, model.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			res, err := st.Step([][]int32{f.ids[:P]}, [][]int32{span(0, P)}, []int32{int32(P - 1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := res.Logits
-			for j := P; j < T-1; j++ {
-				res, err := st.Step([][]int32{f.ids[j : j+1]}, [][]int32{span(j, j+1)}, []int32{0})
+			// One row: prefill the prefix in one step, then one token at a
+			// time; with each way of selecting the indexer's keys.
+			for _, sel := range []struct {
+				name string
+				opts model.Options
+			}{
+				{"one row", model.Options{}},
+				{"one row, digit top-k", model.Options{NativeTopK: true, DigitTopK: true}},
+			} {
+				st, err := f.m.NewStepper(backend, 1, T, sel.opts)
 				if err != nil {
 					t.Fatal(err)
 				}
-				got = append(got, res.Logits...)
+				defer st.Close()
+				res, err := st.Step([][]int32{f.ids[:P]}, [][]int32{span(0, P)}, []int32{int32(P - 1)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := res.Logits
+				for j := P; j < T-1; j++ {
+					res, err := st.Step([][]int32{f.ids[j : j+1]}, [][]int32{span(j, j+1)}, []int32{0})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, res.Logits...)
+				}
+				check(sel.name, got)
 			}
-			check("one row", got)
 
 			// Two rows: row 1 prefills alone in chunks of 7 into a cache that
 			// starts too small and grows; row 0 gets the same prompt at once;

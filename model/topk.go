@@ -130,3 +130,84 @@ func prefixSum(x *graph.Node) *graph.Node {
 	}
 	return x
 }
+
+// digitTopK is top-k by radix select over 8-bit digits, for backends on which
+// one wide reduction is cheap and a sort is not (XLA on a GPU, with a query
+// or a few per row): each of four passes counts, for all 255 values of the
+// next digit at once, how many keys reach the threshold it would make, which
+// fixes the k-th largest key a digit a pass. Ties at that key go to the lowest
+// indices, as in topKMask, and the selected positions (ascending) come from a
+// running count and one scatter. Work is O(255·S) a pass, so the Go backend
+// keeps topKMask. x [B, T, S] → indices [B, T, k] int32, mask [B, T, S]; k < S.
+func digitTopK(x *graph.Node, k int) (idx, mask *graph.Node) {
+	g := x.Graph()
+	dims := x.Shape().Dimensions
+	B, T, S := dims[0], dims[1], dims[2]
+	// The keys as unsigned order in int64: 0 … 2³²−1, so digits never see a sign.
+	u := graph.AddScalar(graph.ConvertDType(orderedKeys(graph.StopGradient(x)), dtypes.Int64), 1<<31) // [B, T, S]
+	ue := graph.ExpandAxes(u, -1)                                                                     // [B, T, S, 1]
+	digits := graph.AddScalar(graph.Iota(g, shapes.Make(dtypes.Int64, 1, 1, 1, 255), 3), 1)           // [1, 1, 1, 255]: 1 … 255
+	kk := graph.Scalar(g, dtypes.Int32, k)
+	prefix := graph.Zeros(g, shapes.Make(dtypes.Int64, B, T, 1, 1)) // the k-th largest key's digits so far
+	for shift := 24; shift >= 0; shift -= 8 {
+		cand := graph.Add(prefix, graph.MulScalar(digits, float64(int64(1)<<shift)))                  // [B, T, 1, 255]
+		reach := graph.ReduceSum(graph.ConvertDType(graph.GreaterOrEqual(ue, cand), dtypes.Int32), 2) // [B, T, 255]
+		// Counts fall as the digit grows; the digit is how many candidates keep k keys.
+		d := graph.ReduceSum(graph.ConvertDType(graph.GreaterOrEqual(reach, kk), dtypes.Int64), -1) // [B, T]
+		prefix = graph.Add(prefix, graph.Reshape(graph.MulScalar(d, float64(int64(1)<<shift)), B, T, 1, 1))
+	}
+	tau := graph.Reshape(prefix, B, T, 1) // [B, T, 1]
+	above := graph.GreaterThan(u, tau)
+	at := graph.Equal(u, tau)
+	room := graph.Sub(kk, graph.ReduceAndKeep(graph.ConvertDType(above, dtypes.Int32), graph.ReduceSum, -1)) // [B, T, 1]
+	mask = graph.LogicalOr(above, graph.LogicalAnd(at, graph.LessOrEqual(blockScan(at), room)))              // [B, T, S]
+	// Each selected key's slot is how many selected keys precede it; the rest
+	// go to a spare slot k, dropped after.
+	slot := graph.Where(mask, graph.AddScalar(blockScan(mask), -1), graph.Scalar(g, dtypes.Int32, k)) // [B, T, S]
+	full := shapes.Make(dtypes.Int32, B, T, S, 1)
+	coords := graph.Concatenate([]*graph.Node{
+		graph.Iota(g, full, 0), graph.Iota(g, full, 1), graph.Reshape(slot, B, T, S, 1),
+	}, -1) // [B, T, S, 3]
+	s := graph.Iota(g, shapes.Make(dtypes.Int32, B, T, S), 2)
+	idx = graph.ScatterMax(graph.Zeros(g, shapes.Make(dtypes.Int32, B, T, k+1)), coords, s, false, false) // [B, T, k+1]
+	return graph.SliceAxis(idx, -1, graph.AxisRange(0, k)), mask
+}
+
+// scanBlock is blockScan's block length.
+const scanBlock = 128
+
+// blockScan is the inclusive running count of a boolean's last axis, as two
+// products with triangular matrices of ones: within blocks of 128, then
+// across the blocks' totals. A few kernels on XLA, where a scan by shifted
+// additions costs one per doubling. Counts are exact in float32 up to 2²⁴.
+// b [..., S] bool → [..., S] int32.
+func blockScan(b *graph.Node) *graph.Node {
+	g := b.Graph()
+	dims := b.Shape().Dimensions
+	S := dims[len(dims)-1]
+	R := b.Shape().Size() / S // rows: every leading axis at once
+	L := min(scanBlock, S)
+	nb := (S + L - 1) / L
+	x := graph.Reshape(graph.ConvertDType(b, dtypes.Float32), R, S) // [R, S]
+	if pad := nb*L - S; pad > 0 {
+		x = graph.Concatenate([]*graph.Node{x, graph.Zeros(g, shapes.Make(dtypes.Float32, R, pad))}, -1)
+	}
+	blocks := graph.Reshape(x, R, nb, L)                                                                 // [R, nb, L]
+	within := graph.Einsum("rnj,ji->rni", blocks, upperOnes(g, L))                                       // [R, nb, L]
+	totals := graph.SliceAxis(within, -1, graph.AxisRange(L-1, L))                                       // [R, nb, 1]
+	before := graph.Einsum("rjo,jn->rno", totals, strictUpperOnes(g, nb))                                // [R, nb, 1]: the blocks before each
+	sum := graph.SliceAxis(graph.Reshape(graph.Add(within, before), R, nb*L), -1, graph.AxisRange(0, S)) // [R, S]
+	return graph.Reshape(graph.ConvertDType(sum, dtypes.Int32), dims...)
+}
+
+// upperOnes is the [n, n] float32 matrix with ones where row ≤ column.
+func upperOnes(g *graph.Graph, n int) *graph.Node {
+	sh := shapes.Make(dtypes.Int32, n, n)
+	return graph.ConvertDType(graph.LessOrEqual(graph.Iota(g, sh, 0), graph.Iota(g, sh, 1)), dtypes.Float32)
+}
+
+// strictUpperOnes is the [n, n] float32 matrix with ones where row < column.
+func strictUpperOnes(g *graph.Graph, n int) *graph.Node {
+	sh := shapes.Make(dtypes.Int32, n, n)
+	return graph.ConvertDType(graph.LessThan(graph.Iota(g, sh, 0), graph.Iota(g, sh, 1)), dtypes.Float32)
+}

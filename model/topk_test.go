@@ -48,8 +48,9 @@ func TestRadixTopKMatchesSort(t *testing.T) {
 		{"random", random, 37},
 	}
 	methods := map[string]func(x *graph.Node, k int) *graph.Node{
-		"radix":  func(x *graph.Node, k int) *graph.Node { idx, _ := selectTopK(x, k, false); return idx },
-		"native": func(x *graph.Node, k int) *graph.Node { idx, _ := selectTopK(x, k, true); return idx },
+		"radix":  func(x *graph.Node, k int) *graph.Node { idx, _ := selectTopK(x, k, topKRadix); return idx },
+		"native": func(x *graph.Node, k int) *graph.Node { idx, _ := selectTopK(x, k, topKNative); return idx },
+		"digits": func(x *graph.Node, k int) *graph.Node { idx, _ := selectTopK(x, k, topKDigits); return idx },
 		"pairwise": func(x *graph.Node, k int) *graph.Node {
 			_, idx := pairwiseTopK(x, k)
 			return idx
@@ -77,6 +78,55 @@ func TestRadixTopKMatchesSort(t *testing.T) {
 					t.Fatalf("top-%d of %v: got %v, want %v", c.k, c.row, got, want)
 				}
 			})
+		}
+	}
+}
+
+// TestDigitTopKRows checks digitTopK on many rows at once (each row its own
+// threshold) against the oracle: the indices in ascending order, exactly k
+// of them, and the mask marking the same keys. Values on a coarse grid make
+// ties at the threshold common; -inf tails are the cache slots past a row's
+// position. Rows of 300 keys span three scan blocks.
+func TestDigitTopKRows(t *testing.T) {
+	backend := testutil.Backend(t)
+	const B, T, S = 2, 3, 300
+	rng := rand.New(rand.NewPCG(5, 6))
+	vals := make([]float32, B*T*S)
+	for i := range vals {
+		switch r := i / S; {
+		case r%3 == 0:
+			vals[i] = float32(rng.IntN(9)) - 4 // ties
+		default:
+			vals[i] = float32(rng.NormFloat64())
+		}
+		if i%S > S-40 && i/S == 4 {
+			vals[i] = float32(math.Inf(-1))
+		}
+	}
+	for _, k := range []int{1, 37, 128, 299} {
+		exec, err := graph.NewExec(backend, func(x *graph.Node) (*graph.Node, *graph.Node) {
+			idx, mask := digitTopK(graph.Reshape(x, B, T, S), k)
+			return idx, mask
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Exec(tensors.FromFlatDataAndDimensions(vals, B*T*S))
+		exec.Finalize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, mask := tensors.MustCopyFlatData[int32](out[0]), tensors.MustCopyFlatData[bool](out[1])
+		for r := range B * T {
+			want := bruteTopK(vals[r*S:(r+1)*S], k)
+			if got := idx[r*k : (r+1)*k]; !slices.Equal(got, want) {
+				t.Fatalf("k %d row %d: indices %v, want %v", k, r, got, want)
+			}
+			for s := range S {
+				if mask[r*S+s] != slices.Contains(want, int32(s)) {
+					t.Fatalf("k %d row %d: mask[%d] = %v, want %v", k, r, s, mask[r*S+s], !mask[r*S+s])
+				}
+			}
 		}
 	}
 }

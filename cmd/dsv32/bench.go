@@ -101,12 +101,14 @@ type benchDecodeCmd struct {
 	Chunk     int    `default:"2048" help:"Prefill chunk."`
 	Bandwidth int64  `default:"2147483648" help:"Bytes for the copy-bandwidth probe."`
 	Chain     bool   `default:"true" negatable:"" help:"Also time chained decoding (each step fed from the device, model.Stepper.Chain): greedy, and sampled on the device at temperature 1 with top-p 0.95 (ChainSample)."`
+	TopK      string `default:"sort" enum:"sort,digits" help:"How decode steps pick the indexer's keys on XLA: sort (the backend's TopK) or digits (radix select over 8-bit digits, model.Options.DigitTopK)."`
 	Out       string `help:"Write the results as JSON here."`
 }
 
 // decodeReport is what `bench decode` writes.
 type decodeReport struct {
 	Device       string         `json:"device"`
+	TopK         string         `json:"top_k"`
 	Params       int64          `json:"params"`
 	BandwidthGBs float64        `json:"bandwidth_gb_s"`
 	Decode       []decodePoint  `json:"decode"`
@@ -151,9 +153,14 @@ func (c *benchDecodeCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("--context: %w", err)
 	}
+	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.TopK == "digits"}
+	rep.TopK = c.TopK
+	if !opts.NativeTopK {
+		rep.TopK = "radix" // the Go backend always selects by bitwise radix select
+	}
 	for _, pos := range contexts {
 		for _, b := range batches {
-			t, err := engine.MeasureDecode(m, backend, b, pos, c.Steps, model.Options{NativeTopK: native(backend)})
+			t, err := engine.MeasureDecode(m, backend, b, pos, c.Steps, opts)
 			if err != nil {
 				return fmt.Errorf("decode batch %d at %d: %w", b, pos, err)
 			}
@@ -162,14 +169,14 @@ func (c *benchDecodeCmd) Run() error {
 			fmt.Printf("decode batch %d at %6d: %7.2f ms/step  %8.1f tok/s  floor %.2f ms (%.1f×)\n",
 				b, pos, t.StepMS, t.TokensPerSecond, floor, p.OverFloor)
 			if c.Chain {
-				ms, err := engine.MeasureChain(m, backend, b, pos, c.Steps, model.Draw{}, model.Options{NativeTopK: native(backend)})
+				ms, err := engine.MeasureChain(m, backend, b, pos, c.Steps, model.Draw{}, opts)
 				if err != nil {
 					return fmt.Errorf("chained decode batch %d at %d: %w", b, pos, err)
 				}
 				p.ChainMS, p.ChainOverFloor = ms, ms/floor
 				fmt.Printf("chain  batch %d at %6d: %7.2f ms/step  %8.1f tok/s  floor %.2f ms (%.1f×)\n",
 					b, pos, ms, float64(b)/ms*1000, floor, p.ChainOverFloor)
-				if p.ChainSampledMS, err = engine.MeasureChain(m, backend, b, pos, c.Steps, model.Draw{Temperature: 1, TopP: 0.95}, model.Options{NativeTopK: native(backend)}); err != nil {
+				if p.ChainSampledMS, err = engine.MeasureChain(m, backend, b, pos, c.Steps, model.Draw{Temperature: 1, TopP: 0.95}, opts); err != nil {
 					return fmt.Errorf("chained sampled decode batch %d at %d: %w", b, pos, err)
 				}
 				fmt.Printf("chain  batch %d at %6d: %7.2f ms/step  sampled on the device (temperature 1, top-p 0.95)\n", b, pos, p.ChainSampledMS)
@@ -182,7 +189,7 @@ func (c *benchDecodeCmd) Run() error {
 		return fmt.Errorf("--prefill: %w", err)
 	}
 	for _, n := range lengths {
-		ms, err := engine.MeasurePrefill(m, backend, n, c.Chunk, model.Options{NativeTopK: native(backend)})
+		ms, err := engine.MeasurePrefill(m, backend, n, c.Chunk, opts)
 		if err != nil {
 			return fmt.Errorf("prefill %d: %w", n, err)
 		}

@@ -58,3 +58,31 @@ func TestBenchTrainCommand(t *testing.T) {
 		t.Errorf("report: %+v", rep)
 	}
 }
+
+// `bench decode` times steps, chains and a prefill on the tiny model, and
+// its report says what it measured and against which floor.
+func TestBenchDecodeCommand(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "decode.json")
+	if err := runCLI(t, "bench", "decode", "--config", testutil.Testdata("tiny-dsa/config.json"), "--batch", "1,2",
+		"--context", "40", "--steps", "3", "--prefill", "20", "--chunk", "8", "--bandwidth", "1048576",
+		"--top-k", "digits", "--out", out); err != nil {
+		t.Fatal(err)
+	}
+	js, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep decodeReport
+	if err := json.Unmarshal(js, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.TopK != "radix" || !(rep.BandwidthGBs > 0) || len(rep.Decode) != 2 || len(rep.Prefill) != 1 || rep.Prefill[0].Tokens != 20 {
+		t.Fatalf("report: %+v", rep)
+	}
+	for _, p := range rep.Decode {
+		if p.Pos != 40 || !(p.StepMS > 0) || !(p.ChainMS > 0) || !(p.ChainSampledMS > 0) || p.WeightBytes <= 0 ||
+			math.Abs(p.OverFloor-p.StepMS/p.FloorMS) > 1e-9*p.OverFloor {
+			t.Errorf("decode point: %+v", p)
+		}
+	}
+}
