@@ -5,15 +5,17 @@
 # aliased donation and asynchronous execution (no number may change; XLA
 # compiles every engine's programs, so the engine's tests take minutes), then
 # `dsv32 bench decode` (per step and chained) with execution synchronous
-# (go-xla as released) and asynchronous, in alternation and repeated.
+# (go-xla as released) and asynchronous, for each way of selecting the
+# indexer's keys (--top-k), in alternation and repeated.
 #
 #   bench/decode_chain.sh OUTDIR
-#   Env: DONORS (.gpu/dsv32-donors), TESTS (.gpu; model-donors.test, engine-donors.test),
-#        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (1).
+#   Env: DONORS (.gpu/dsv32-donors), TESTS (.gpu; model-donors.test, engine-donors.test; "" skips the tests),
+#        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (1), TOPK (sort; e.g. "sort digits"),
+#        SYNC (1; 0 times asynchronous execution only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:?usage: $0 OUTDIR}
-DONORS=${DONORS:-.gpu/dsv32-donors} TESTS=${TESTS:-.gpu}
+DONORS=${DONORS:-.gpu/dsv32-donors} TESTS=${TESTS-.gpu}
 P=${P:-$(python3 -c 'import jax_plugins.xla_cuda13 as m, os; print(os.path.dirname(m.__file__))')/xla_cuda_plugin.so}
 export GOMLX_NO_AUTO_INSTALL=1 GOPJRT_CUDA_CHECKS=0 GOXLA_BUFFER_DONORS=1 P
 mkdir -p "$OUTDIR"
@@ -23,18 +25,22 @@ root=$(pwd)
 # (its gradient tests do not touch what the switches change).
 declare -A only=([model]='Prefill|Dense|Cached|Chain|Step|FP8|Example' [engine]='.')
 declare -A limit=([model]=180 [engine]=360)
-for pkg in model engine; do
+for pkg in ${TESTS:+model engine}; do
 	echo "== $pkg tests on XLA, donation aliased, execution asynchronous"
 	(cd "$pkg" && GOXLA_ASYNC_EXECUTE=1 DSV32_TEST_BACKEND="xla:$P" \
 		timeout "${TEST_TIMEOUT:-${limit[$pkg]}}" "$root/$TESTS/$pkg-donors.test" -test.count=1 -test.v -test.run "${only[$pkg]}" \
 		>"$OUTDIR/$pkg-tests.log" 2>&1)
 	echo "exit $?: $(grep -E "^(--- FAIL|FAIL|PASS|ok)" "$OUTDIR/$pkg-tests.log" | head -5 | tr '\n' ' ')"
 done
+modes=("" 1)
+if [[ ${SYNC:-1} == 0 ]]; then modes=(1); fi
 for ((r = 1; r <= ${REPEAT:-1}; r++)); do
-	for async in "" 1; do
-		echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous"
-		GOXLA_ASYNC_EXECUTE=$async timeout 240 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
-			--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 \
-			--out "$OUTDIR/decode-r$r${async:+-async}.json" 2>&1 | grep -E "^(decode|chain)|copy bandwidth"
+	for topk in ${TOPK:-sort}; do
+		for async in "${modes[@]}"; do
+			echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous, --top-k $topk"
+			GOXLA_ASYNC_EXECUTE=$async timeout 240 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
+				--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 --top-k "$topk" \
+				--out "$OUTDIR/decode-r$r-$topk${async:+-async}.json" 2>&1 | grep -E "^(decode|chain)|copy bandwidth"
+		done
 	done
 done
