@@ -220,6 +220,10 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, truncated bool) 
 	if !truncated {
 		drawnID = graph.ArgMax(graph.Add(lp, gumbel), -1, dtypes.Int32)
 		sampleLP = graph.ReduceSum(graph.Mul(lp, graph.OneHot(drawnID, V, dtypes.Float32)), -1)
+	} else if s.opts.NativeTopK && s.opts.DigitTopK {
+		masked := graph.Where(keptDigits(lp, param(1), param(2), param(3)), lp, graph.Infinity(g, dtypes.Float32, -1)) // [B, V]
+		drawnID = graph.ArgMax(graph.Add(masked, gumbel), -1, dtypes.Int32)
+		sampleLP = graph.Sub(graph.ReduceSum(graph.Mul(lp, graph.OneHot(drawnID, V, dtypes.Float32)), -1), graph.Reshape(logSumExp(masked), B))
 	} else {
 		sorted, order := graph.TopK(lp, V, -1) // [B, V] descending, ties: lower id first
 		kept := keptMask(sorted, param(1), param(2), param(3))
@@ -259,6 +263,42 @@ func keptMask(sorted, topK, minP, topP *graph.Node) *graph.Node {
 	before := graph.Sub(prefixSum(graph.Where(kept, graph.Exp(sorted), graph.ZerosLike(sorted))), graph.Exp(sorted))
 	on := graph.LogicalAnd(graph.GreaterThan(topP, zero), graph.LessThan(topP, graph.OnesLike(topP)))
 	return graph.LogicalAnd(kept, graph.LogicalOr(graph.LogicalNot(on), graph.LessThan(before, topP)))
+}
+
+// keptDigits marks in vocabulary order what keptMask marks in sorted order,
+// without sorting (Options.DigitTopK). The host's cut keeps the first n
+// tokens of the descending order (ties: lower id first), n the least that
+// top-k, min-p and top-p allow, each a prefix of that order: top-k the first
+// k; min-p the tokens within log(min-p) of the best; top-p those whose mass
+// ahead is still under top-p. Top-k's and top-p's ends are thresholds that
+// digitSearch finds (by count and by mass), ties at them taken in id order.
+// lp [B, V] log-probabilities; topK, minP, topP [B, 1] (0: off) → [B, V] bool.
+func keptDigits(lp, topK, minP, topP *graph.Node) *graph.Node {
+	g := lp.Graph()
+	V := lp.Shape().Dim(1)
+	zero := graph.ScalarZero(g, dtypes.Float32)
+	key := unsignedKeys(lp)                    // [B, V]
+	count := func(b *graph.Node) *graph.Node { // [B, 1] int32
+		return graph.ReduceAndKeep(graph.ConvertDType(b, dtypes.Int32), graph.ReduceSum, -1)
+	}
+	k := graph.Where(graph.Equal(topK, zero), graph.Scalar(g, dtypes.Float32, float64(V)), topK) // [B, 1]
+	tauK := digitSearch(key, nil, k)                                                             // the k-th largest key
+	kept := firstAtThreshold(key, tauK, graph.Sub(graph.ConvertDType(k, dtypes.Int32), count(graph.GreaterThan(key, tauK))))
+	best := graph.ReduceAndKeep(lp, graph.ReduceMax, -1) // [B, 1]
+	floor := graph.Add(best, graph.Log(graph.Where(graph.GreaterThan(minP, zero), minP, graph.OnesLike(minP))))
+	kept = graph.LogicalAnd(kept, graph.LogicalOr(graph.Equal(minP, zero), graph.GreaterOrEqual(lp, floor)))
+	// Top-p: the group of equal values at which the mass from the top first
+	// reaches top-p is cut inside, token by token in id order; every group
+	// above is whole, every group below gone.
+	p := graph.Exp(lp)                // [B, V]
+	tauP := digitSearch(key, p, topP) // [B, 1]
+	at := graph.Equal(key, tauP)
+	ahead := graph.ReduceAndKeep(graph.Where(graph.GreaterThan(key, tauP), p, graph.ZerosLike(p)), graph.ReduceSum, -1) // [B, 1]
+	pAt := graph.ReduceAndKeep(graph.Where(at, p, graph.ZerosLike(p)), graph.ReduceMax, -1)                             // [B, 1]: the group's value
+	mass := graph.Add(ahead, graph.Mul(graph.ConvertDType(graph.AddScalar(blockScan(at), -1), dtypes.Float32), pAt))    // ahead of each tie
+	topped := graph.LogicalOr(graph.GreaterThan(key, tauP), graph.LogicalAnd(at, graph.LessThan(mass, topP)))
+	on := graph.LogicalAnd(graph.GreaterThan(topP, zero), graph.LessThan(topP, graph.OnesLike(topP)))
+	return graph.LogicalAnd(kept, graph.LogicalOr(graph.LogicalNot(on), topped))
 }
 
 // logSumExp over the last axis of x [B, V] with at least one finite entry

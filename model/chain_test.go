@@ -29,7 +29,7 @@ type chainStart struct {
 	prefilled  func() *model.Stepper
 }
 
-func newChainStart(t *testing.T, f *fixture, capacity int) chainStart {
+func newChainStart(t *testing.T, f *fixture, capacity int, opts model.Options) chainStart {
 	t.Helper()
 	backend := testutil.Backend(t)
 	prompts := [][]int32{f.ids[:9], f.ids[3:8]}
@@ -38,7 +38,7 @@ func newChainStart(t *testing.T, f *fixture, capacity int) chainStart {
 		pos:   []int32{int32(len(prompts[0]) - 1), int32(len(prompts[1]) - 1)},
 	}
 	c.prefilled = func() *model.Stepper {
-		st, err := f.m.NewStepper(backend, 2, capacity, model.Options{})
+		st, err := f.m.NewStepper(backend, 2, capacity, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +61,7 @@ func TestChainMatchesSteps(t *testing.T) {
 	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
 	V := f.m.Config.VocabSize
 	const n, capacity = 6, 24
-	c := newChainStart(t, f, capacity)
+	c := newChainStart(t, f, capacity, model.Options{})
 	first, pos := c.first, c.pos
 
 	ref := c.prefilled()
@@ -180,9 +180,15 @@ func hostKept(lp []float64, d model.Draw) []int32 {
 // the kept distribution.
 func TestChainSample(t *testing.T) {
 	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
+	// The cut by sorting the vocabulary, and by digit search (DigitTopK).
+	t.Run("sorted", func(t *testing.T) { testChainSample(t, f, model.Options{}) })
+	t.Run("digits", func(t *testing.T) { testChainSample(t, f, model.Options{NativeTopK: true, DigitTopK: true}) })
+}
+
+func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 	V := f.m.Config.VocabSize
 	const n, capacity = 6, 24
-	c := newChainStart(t, f, capacity)
+	c := newChainStart(t, f, capacity, opts)
 	first, pos := c.first, c.pos
 	st, ref := c.prefilled(), c.prefilled()
 

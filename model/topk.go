@@ -133,34 +133,19 @@ func prefixSum(x *graph.Node) *graph.Node {
 
 // digitTopK is top-k by radix select over 8-bit digits, for backends on which
 // one wide reduction is cheap and a sort is not (XLA on a GPU, with a query
-// or a few per row): each of four passes counts, for all 255 values of the
-// next digit at once, how many keys reach the threshold it would make, which
-// fixes the k-th largest key a digit a pass. Ties at that key go to the lowest
-// indices, as in topKMask, and the selected positions (ascending) come from a
-// running count and one scatter. Work is O(255·S) a pass, so the Go backend
-// keeps topKMask. x [B, T, S] → indices [B, T, k] int32, mask [B, T, S]; k < S.
+// or a few per row): digitSearch finds the k-th largest key in four passes,
+// ties at it go to the lowest indices, as in topKMask, and the selected
+// positions (ascending) come from a running count and one scatter. Work is
+// O(255·S) a pass, so the Go backend keeps topKMask. x [B, T, S] → indices
+// [B, T, k] int32, mask [B, T, S]; k < S.
 func digitTopK(x *graph.Node, k int) (idx, mask *graph.Node) {
 	g := x.Graph()
 	dims := x.Shape().Dimensions
 	B, T, S := dims[0], dims[1], dims[2]
-	// The keys as unsigned order in int64: 0 … 2³²−1, so digits never see a sign.
-	u := graph.AddScalar(graph.ConvertDType(orderedKeys(graph.StopGradient(x)), dtypes.Int64), 1<<31) // [B, T, S]
-	ue := graph.ExpandAxes(u, -1)                                                                     // [B, T, S, 1]
-	digits := graph.AddScalar(graph.Iota(g, shapes.Make(dtypes.Int64, 1, 1, 1, 255), 3), 1)           // [1, 1, 1, 255]: 1 … 255
-	kk := graph.Scalar(g, dtypes.Int32, k)
-	prefix := graph.Zeros(g, shapes.Make(dtypes.Int64, B, T, 1, 1)) // the k-th largest key's digits so far
-	for shift := 24; shift >= 0; shift -= 8 {
-		cand := graph.Add(prefix, graph.MulScalar(digits, float64(int64(1)<<shift)))                  // [B, T, 1, 255]
-		reach := graph.ReduceSum(graph.ConvertDType(graph.GreaterOrEqual(ue, cand), dtypes.Int32), 2) // [B, T, 255]
-		// Counts fall as the digit grows; the digit is how many candidates keep k keys.
-		d := graph.ReduceSum(graph.ConvertDType(graph.GreaterOrEqual(reach, kk), dtypes.Int64), -1) // [B, T]
-		prefix = graph.Add(prefix, graph.Reshape(graph.MulScalar(d, float64(int64(1)<<shift)), B, T, 1, 1))
-	}
-	tau := graph.Reshape(prefix, B, T, 1) // [B, T, 1]
-	above := graph.GreaterThan(u, tau)
-	at := graph.Equal(u, tau)
-	room := graph.Sub(kk, graph.ReduceAndKeep(graph.ConvertDType(above, dtypes.Int32), graph.ReduceSum, -1)) // [B, T, 1]
-	mask = graph.LogicalOr(above, graph.LogicalAnd(at, graph.LessOrEqual(blockScan(at), room)))              // [B, T, S]
+	u := unsignedKeys(x)                                                                  // [B, T, S]
+	kk := graph.Scalar(g, dtypes.Int32, k)                                                // the k-th largest key:
+	tau := graph.Reshape(digitSearch(graph.Reshape(u, B*T, S), nil, float64(k)), B, T, 1) // [B, T, 1]
+	mask = firstAtThreshold(u, tau, graph.Sub(kk, graph.ReduceAndKeep(graph.ConvertDType(graph.GreaterThan(u, tau), dtypes.Int32), graph.ReduceSum, -1)))
 	// Each selected key's slot is how many selected keys precede it; the rest
 	// go to a spare slot k, dropped after.
 	slot := graph.Where(mask, graph.AddScalar(blockScan(mask), -1), graph.Scalar(g, dtypes.Int32, k)) // [B, T, S]
@@ -171,6 +156,53 @@ func digitTopK(x *graph.Node, k int) (idx, mask *graph.Node) {
 	s := graph.Iota(g, shapes.Make(dtypes.Int32, B, T, S), 2)
 	idx = graph.ScatterMax(graph.Zeros(g, shapes.Make(dtypes.Int32, B, T, k+1)), coords, s, false, false) // [B, T, k+1]
 	return graph.SliceAxis(idx, -1, graph.AxisRange(0, k)), mask
+}
+
+// unsignedKeys maps float32 x to int64 keys in 0 … 2³²−1 with the same order
+// (orderedKeys shifted), so that digits never see a sign.
+func unsignedKeys(x *graph.Node) *graph.Node {
+	return graph.AddScalar(graph.ConvertDType(orderedKeys(graph.StopGradient(x)), dtypes.Int64), 1<<31)
+}
+
+// firstAtThreshold marks the keys above tau and, of those equal to it, the
+// first room in index order: u [..., S] int64, tau [..., 1], room [..., 1]
+// int32 → bool [..., S].
+func firstAtThreshold(u, tau, room *graph.Node) *graph.Node {
+	at := graph.Equal(u, tau)
+	return graph.LogicalOr(graph.GreaterThan(u, tau), graph.LogicalAnd(at, graph.LessOrEqual(blockScan(at), room)))
+}
+
+// digitSearch finds, in each row of key [R, S] (int64 in 0 … 2³²−1), the
+// largest c with Σ w over the keys ≥ c at least target: 8 bits a pass, each
+// pass weighing at once, for all 255 values the next digit could take, the
+// keys that reach the threshold it would make (the sums fall as the digit
+// grows, so the digit is how many of them still reach target). w [R, S]
+// float32, or nil to count keys; target a number, or [R, 1] float32. When
+// even c = 0 falls short, 0. → [R, 1] int64.
+func digitSearch(key, w *graph.Node, target any) *graph.Node {
+	g := key.Graph()
+	R := key.Shape().Dim(0)
+	var want *graph.Node
+	switch t := target.(type) {
+	case float64:
+		want = graph.Scalar(g, dtypes.Float32, t)
+	case *graph.Node:
+		want = t
+	}
+	ke := graph.ExpandAxes(key, -1)                                                      // [R, S, 1]
+	digits := graph.AddScalar(graph.Iota(g, shapes.Make(dtypes.Int64, 1, 1, 255), 2), 1) // [1, 1, 255]: 1 … 255
+	prefix := graph.Zeros(g, shapes.Make(dtypes.Int64, R, 1, 1))                         // the answer's digits so far
+	for shift := 24; shift >= 0; shift -= 8 {
+		cand := graph.Add(prefix, graph.MulScalar(digits, float64(int64(1)<<shift))) // [R, 1, 255]
+		hit := graph.ConvertDType(graph.GreaterOrEqual(ke, cand), dtypes.Float32)    // [R, S, 255]
+		if w != nil {
+			hit = graph.Mul(hit, graph.ExpandAxes(w, -1))
+		}
+		reach := graph.ReduceSum(hit, 1)                                                              // [R, 255]
+		d := graph.ReduceSum(graph.ConvertDType(graph.GreaterOrEqual(reach, want), dtypes.Int64), -1) // [R]
+		prefix = graph.Add(prefix, graph.Reshape(graph.MulScalar(d, float64(int64(1)<<shift)), R, 1, 1))
+	}
+	return graph.Reshape(prefix, R, 1)
 }
 
 // scanBlock is blockScan's block length.

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/dsv32/dsv32/internal/testutil"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	gm "github.com/gomlx/gomlx/ml/model"
@@ -190,4 +192,78 @@ func TestRouterChoiceMatchesOracle(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestKeptDigitsMatchesSortedCut checks keptDigits, the cut without a sort,
+// against keptMask over the sorted vocabulary, on log-probabilities with many
+// ties (a coarse grid of logits) and −∞ entries, for every combination of
+// top-k, min-p and top-p below: the same tokens, ties at each threshold
+// taken in id order.
+func TestKeptDigitsMatchesSortedCut(t *testing.T) {
+	backend := testutil.Backend(t)
+	const V = 40
+	rng := rand.New(rand.NewPCG(7, 8))
+	var dists [][]float32
+	for range 4 {
+		logits := make([]float64, V)
+		for i := range logits {
+			logits[i] = float64(rng.IntN(6)) * 0.7
+		}
+		dists = append(dists, logSoftmax64(logits))
+	}
+	withInf := slices.Clone(dists[0])
+	for i := 0; i < V; i += 3 {
+		withInf[i] = float32(math.Inf(-1))
+	}
+	dists = append(dists, withInf)
+	var lp, params []float32
+	for _, d := range dists {
+		for _, k := range []float32{0, 1, 3, 7, V} {
+			for _, minP := range []float32{0, 0.2, 0.5} {
+				for _, topP := range []float32{0, 0.3, 0.5, 0.9, 1} {
+					lp = append(lp, d...)
+					params = append(params, k, minP, topP)
+				}
+			}
+		}
+	}
+	B := len(params) / 3
+	exec, err := graph.NewExec(backend, func(lp, params *graph.Node) (*graph.Node, *graph.Node) {
+		param := func(i int) *graph.Node { return graph.Slice(params, graph.AxisRange(), graph.AxisElem(i)) }
+		sorted, order := graph.TopK(lp, V, -1) // [B, V]
+		inRanks := graph.ConvertDType(keptMask(sorted, param(0), param(1), param(2)), dtypes.Int32)
+		full := shapes.Make(dtypes.Int32, B, V, 1)
+		coords := graph.Concatenate([]*graph.Node{graph.Iota(lp.Graph(), full, 0), graph.Reshape(graph.ConvertDType(order, dtypes.Int32), B, V, 1)}, -1)
+		sortedCut := graph.ScatterMax(graph.Zeros(lp.Graph(), shapes.Make(dtypes.Int32, B, V)), coords, inRanks, false, true)
+		return sortedCut, graph.ConvertDType(keptDigits(lp, param(0), param(1), param(2)), dtypes.Int32)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Finalize()
+	out, err := exec.Exec(tensors.FromFlatDataAndDimensions(lp, B, V), tensors.FromFlatDataAndDimensions(params, B, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := tensors.MustCopyFlatData[int32](out[0]), tensors.MustCopyFlatData[int32](out[1])
+	for b := range B {
+		if w, g := want[b*V:(b+1)*V], got[b*V:(b+1)*V]; !slices.Equal(w, g) {
+			t.Errorf("row %d (top-k %g, min-p %g, top-p %g) of %v:\n kept %v\n want %v", b, params[3*b], params[3*b+1], params[3*b+2], lp[b*V:(b+1)*V], g, w)
+		}
+	}
+}
+
+// logSoftmax64 is log-softmax in float64, rounded to float32: equal logits
+// give equal log-probabilities.
+func logSoftmax64(logits []float64) []float32 {
+	mx := slices.Max(logits)
+	var z float64
+	for _, l := range logits {
+		z += math.Exp(l - mx)
+	}
+	out := make([]float32, len(logits))
+	for i, l := range logits {
+		out[i] = float32(l - mx - math.Log(z))
+	}
+	return out
 }
