@@ -49,8 +49,9 @@ type Options struct {
 	// DigitTopK, with NativeTopK, selects the keys of one-query rows
 	// (decoding) by radix select over 8-bit digits (digitTopK: four wide
 	// counting passes, running counts and a scatter) instead of the backend's
-	// sort. Which is faster depends on the context length and the device
-	// (docs/engine.md); the selection is the same.
+	// sort, and makes Stepper.ChainSample cut top-k and top-p the same way
+	// instead of sorting the vocabulary. Which is faster depends on the
+	// context length and the device (docs/engine.md); the result is the same.
 	DigitTopK bool
 	// LogitsAt (optional, [B] int32) computes the logits of one position per
 	// row only, so Logits is [B, 1, V]: decoding and prefill chunks never pay
