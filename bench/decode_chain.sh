@@ -6,11 +6,11 @@
 # compiles every engine's programs, so the engine's tests take minutes), then
 # `dsv32 bench decode` (per step and chained) with execution synchronous
 # (go-xla as released) and asynchronous, for each way of selecting the
-# indexer's keys (--top-k), in alternation and repeated.
+# indexer's keys (--select), in alternation and repeated.
 #
 #   bench/decode_chain.sh OUTDIR
 #   Env: DONORS (.gpu/dsv32-donors), TESTS (.gpu; model-donors.test, engine-donors.test; "" skips the tests),
-#        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (1), TOPK (sort; e.g. "sort digits"),
+#        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (1), TOPK (sort; e.g. "sort digits": --select),
 #        SYNC (1; 0 times asynchronous execution only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +37,9 @@ if [[ ${SYNC:-1} == 0 ]]; then modes=(1); fi
 for ((r = 1; r <= ${REPEAT:-1}; r++)); do
 	for topk in ${TOPK:-sort}; do
 		for async in "${modes[@]}"; do
-			echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous, --top-k $topk"
+			echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous, --select $topk"
 			GOXLA_ASYNC_EXECUTE=$async timeout 240 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
-				--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 --top-k "$topk" \
+				--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 --select "$topk" \
 				--out "$OUTDIR/decode-r$r-$topk${async:+-async}.json" 2>&1 | grep -E "^(decode|chain)|copy bandwidth"
 		done
 	done

@@ -33,6 +33,7 @@ type Config struct {
 	ChainSteps int
 	Dense      bool // attend to every causal key (no top-k)
 	NativeTopK bool // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
+	DigitTopK  bool // with NativeTopK: decode steps and chains select by digit search (model.Options.DigitTopK)
 }
 
 func (c *Config) defaults(m *model.Model) {

@@ -218,57 +218,65 @@ func TestChainedDecoding(t *testing.T) {
 		job{fx[2:14], engine.SampleParams{MaxTokens: 7, Temperature: 0.7}},
 		job{fx[7:19], engine.SampleParams{MaxTokens: 8, Temperature: 1, TopP: 0.9}},
 		job{fx[1:6], engine.SampleParams{MaxTokens: 6, Temperature: 1, TopK: 20, MinP: 0.01}})
-	e, _ := newEngine(t, engine.Config{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4})
-	results := make([]*engine.Result, len(withUnseeded))
-	var wg sync.WaitGroup
-	for i, j := range withUnseeded {
-		wg.Go(func() {
-			res, err := e.Generate(context.Background(), engine.Request{Prompt: j.prompt, Params: j.p}, nil)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			results[i] = res
-		})
-	}
-	wg.Wait()
 	plain, _ := run(greedy, -1)
-	for i, res := range results {
-		if res == nil {
-			continue
+	// Also with the digit search selecting the indexer's keys and cutting
+	// top-k and top-p (engine.Config.DigitTopK; on the Go backend the native
+	// TopK it stands beside is a sort).
+	for _, cfg := range []engine.Config{
+		{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4},
+		{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true, DigitTopK: true},
+	} {
+		e, _ := newEngine(t, cfg)
+		results := make([]*engine.Result, len(withUnseeded))
+		var wg sync.WaitGroup
+		for i, j := range withUnseeded {
+			wg.Go(func() {
+				res, err := e.Generate(context.Background(), engine.Request{Prompt: j.prompt, Params: j.p}, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				results[i] = res
+			})
 		}
-		if i < len(greedy) {
-			if !slices.Equal(ids(res.Tokens), plain[i]) {
-				t.Errorf("greedy request %d beside unseeded sampling: %v, alone without chains %v", i, ids(res.Tokens), plain[i])
+		wg.Wait()
+		for i, res := range results {
+			if res == nil {
+				continue
 			}
-			continue
-		}
-		if len(res.Tokens) != withUnseeded[i].p.MaxTokens {
-			t.Errorf("sampled request %d: %d tokens, want %d", i, len(res.Tokens), withUnseeded[i].p.MaxTokens)
-		}
-		for _, tk := range res.Tokens {
-			ok := tk.Logprob < 0 && tk.SampleLogprob < 0 && !math.IsInf(float64(tk.Logprob), 0) // the tiny model is far from certain
-			if p := withUnseeded[i].p; p.Temperature == 1 {
-				// At temperature 1 the sampled distribution is the model's,
-				// renormalised over what truncation keeps.
-				if p.TopP == 0 && p.TopK == 0 {
-					ok = ok && math.Abs(float64(tk.Logprob-tk.SampleLogprob)) < 1e-4
-				} else {
-					ok = ok && tk.SampleLogprob > tk.Logprob
+			if i < len(greedy) {
+				if !slices.Equal(ids(res.Tokens), plain[i]) {
+					t.Errorf("digits %v: greedy request %d beside unseeded sampling: %v, alone without chains %v", cfg.DigitTopK, i, ids(res.Tokens), plain[i])
+				}
+				continue
+			}
+			if len(res.Tokens) != withUnseeded[i].p.MaxTokens {
+				t.Errorf("digits %v: sampled request %d: %d tokens, want %d", cfg.DigitTopK, i, len(res.Tokens), withUnseeded[i].p.MaxTokens)
+			}
+			for _, tk := range res.Tokens {
+				ok := tk.Logprob < 0 && tk.SampleLogprob < 0 && !math.IsInf(float64(tk.Logprob), 0) // the tiny model is far from certain
+				if p := withUnseeded[i].p; p.Temperature == 1 {
+					// At temperature 1 the sampled distribution is the model's,
+					// renormalised over what truncation keeps.
+					if p.TopP == 0 && p.TopK == 0 {
+						ok = ok && math.Abs(float64(tk.Logprob-tk.SampleLogprob)) < 1e-4
+					} else {
+						ok = ok && tk.SampleLogprob > tk.Logprob
+					}
+				}
+				if !ok {
+					t.Errorf("digits %v: sampled request %d: token %+v", cfg.DigitTopK, i, tk)
 				}
 			}
-			if !ok {
-				t.Errorf("sampled request %d: token %+v", i, tk)
-			}
 		}
-	}
-	if st := e.Stats(); st.ChainedSteps == 0 {
-		t.Error("no chained steps for a batch of greedy and unseeded sampled requests")
+		if st := e.Stats(); st.ChainedSteps == 0 {
+			t.Errorf("digits %v: no chained steps for a batch of greedy and unseeded sampled requests", cfg.DigitTopK)
+		}
 	}
 
 	// A lone greedy request: 10 tokens are the prefill's, chains of 4 and 4,
 	// and one plain step.
-	e, _ = newEngine(t, engine.Config{ChainSteps: 4})
+	e, _ := newEngine(t, engine.Config{ChainSteps: 4})
 	res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:12], Params: engine.SampleParams{MaxTokens: 10}}, nil)
 	if err != nil {
 		t.Fatal(err)

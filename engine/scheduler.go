@@ -247,7 +247,7 @@ func (s *scheduler) admit() error {
 // resize makes the stepper rows × capacity, keeping rows in place.
 func (s *scheduler) resize(rows, capacity int) error {
 	if s.st == nil {
-		st, err := s.e.m.NewStepper(s.e.backend, rows, capacity, model.Options{Dense: s.e.cfg.Dense, NativeTopK: s.e.cfg.NativeTopK})
+		st, err := s.e.m.NewStepper(s.e.backend, rows, capacity, model.Options{Dense: s.e.cfg.Dense, NativeTopK: s.e.cfg.NativeTopK, DigitTopK: s.e.cfg.DigitTopK})
 		if err != nil {
 			return err
 		}

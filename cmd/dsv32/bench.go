@@ -101,14 +101,14 @@ type benchDecodeCmd struct {
 	Chunk     int    `default:"2048" help:"Prefill chunk."`
 	Bandwidth int64  `default:"2147483648" help:"Bytes for the copy-bandwidth probe."`
 	Chain     bool   `default:"true" negatable:"" help:"Also time chained decoding (each step fed from the device, model.Stepper.Chain): greedy, and sampled on the device at temperature 1 with top-p 0.95 (ChainSample)."`
-	TopK      string `default:"sort" enum:"sort,digits" help:"How decode steps pick the indexer's keys on XLA: sort (the backend's TopK) or digits (radix select over 8-bit digits, model.Options.DigitTopK)."`
+	Select    string `default:"sort" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: sort (the backend's TopK), or digits (radix select over 8-bit digits, model.Options.DigitTopK; docs/engine.md)."`
 	Out       string `help:"Write the results as JSON here."`
 }
 
 // decodeReport is what `bench decode` writes.
 type decodeReport struct {
 	Device       string         `json:"device"`
-	TopK         string         `json:"top_k"`
+	Select       string         `json:"select"`
 	Params       int64          `json:"params"`
 	BandwidthGBs float64        `json:"bandwidth_gb_s"`
 	Decode       []decodePoint  `json:"decode"`
@@ -153,10 +153,10 @@ func (c *benchDecodeCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("--context: %w", err)
 	}
-	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.TopK == "digits"}
-	rep.TopK = c.TopK
+	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.Select == "digits"}
+	rep.Select = c.Select
 	if !opts.NativeTopK {
-		rep.TopK = "radix" // the Go backend always selects by bitwise radix select
+		rep.Select = "radix" // the Go backend always selects by bitwise radix select
 	}
 	for _, pos := range contexts {
 		for _, b := range batches {

@@ -40,6 +40,7 @@ type modelFlags struct {
 	MaxContext   int    `placeholder:"N" help:"Longest prompt + completion in tokens (default: the model's, at most 32768)."`
 	MemoryBudget int64  `placeholder:"BYTES" help:"Bytes the caches may take (default 4 GiB); requests that cannot fit are refused."`
 	DType        string `name:"dtype" default:"f32" enum:"f32,bf16" help:"Weight and activation dtype: f32, or bf16 (half the memory; the choice for GPUs)."`
+	Select       string `default:"sort" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: sort (the backend's TopK), or digits (radix select over 8-bit digits, model.Options.DigitTopK; docs/engine.md)."`
 }
 
 // loadedModel is a loaded model, ready to generate.
@@ -104,7 +105,7 @@ func (f *modelFlags) load() (*loadedModel, error) {
 	}
 	step(3)
 	eng, err := engine.New(m, backend, engine.Config{MaxBatch: f.MaxBatch, MaxContext: f.MaxContext, MemoryBudget: f.MemoryBudget,
-		NativeTopK: native(backend)})
+		NativeTopK: native(backend), DigitTopK: f.Select == "digits"})
 	if err != nil {
 		return nil, err
 	}
