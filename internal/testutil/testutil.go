@@ -57,6 +57,11 @@ func Backend(t testing.TB) compute.Backend {
 		cfg := goBackendConfig
 		if b := os.Getenv("DSV32_TEST_BACKEND"); b != "" {
 			cfg = b // e.g. xla:/path/xla_cuda_plugin.so, with a test binary built -tags xla
+			if _, set := os.LookupEnv("NVIDIA_TF32_OVERRIDE"); !set {
+				// The fixtures are float32 references with top-k margins
+				// near 1e-4: cuBLAS's TF32 would move selected keys.
+				os.Setenv("NVIDIA_TF32_OVERRIDE", "0")
+			}
 		}
 		backend, backendErr = compute.NewWithConfig(cfg)
 	})
