@@ -7,9 +7,11 @@
 #   bench/fixtures_gpu.sh build [REV...]   # here: .gpu/fixtures/model-<rev>.test (stripped; the working tree as "work")
 #   bench/fixtures_gpu.sh run OUTDIR        # on the GPU machine: each binary's fixture tests, one summary line each
 #
-# run then repeats this tree's tests under each of VARIANTS (';'-separated
-# environment settings), to tell a change in the code from one in how the
-# machine's XLA computes (TF32 in cuBLAS, Triton GEMMs).
+# run then repeats the tests of the binaries whose name matches VARIANT_ON
+# (a regular expression, default work) under each of VARIANTS
+# (';'-separated environment settings), to tell a change in the code from
+# one in how the machine's XLA computes (TF32 in cuBLAS, Triton GEMMs). This
+# tree's tests turn TF32 off themselves (internal/testutil); older ones may not.
 #
 # Older binaries find the fixtures as ../testdata from model/, so they run
 # from this checkout's model/ directory.
@@ -51,10 +53,14 @@ run)
 	for bin in "$dir"/model-*.test; do
 		one "$(basename "$bin" .test)" "$bin"
 	done
-	IFS=';' read -ra variants <<<"${VARIANTS-NVIDIA_TF32_OVERRIDE=0;XLA_FLAGS=--xla_gpu_enable_triton_gemm=false;NVIDIA_TF32_OVERRIDE=0 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false}"
-	for i in "${!variants[@]}"; do
-		read -ra kv <<<"${variants[$i]}"
-		one "model-work-v$((i + 1))" "$dir/model-work.test" "${kv[@]}"
+	IFS=';' read -ra variants <<<"${VARIANTS-NVIDIA_TF32_OVERRIDE=0;NVIDIA_TF32_OVERRIDE=0 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false}"
+	for bin in "$dir"/model-*.test; do
+		name=$(basename "$bin" .test)
+		[[ $name =~ ${VARIANT_ON:-work} ]] || continue
+		for i in "${!variants[@]}"; do
+			read -ra kv <<<"${variants[$i]}"
+			one "$name-v$((i + 1))" "$bin" "${kv[@]}"
+		done
 	done
 	;;
 *)
