@@ -135,7 +135,7 @@ func prefixSum(x *graph.Node) *graph.Node {
 // one wide reduction is cheap and a sort is not (XLA on a GPU, with a query
 // or a few per row): digitSearch finds the k-th largest key in four passes,
 // ties at it go to the lowest indices, as in topKMask, and the selected
-// positions (ascending) come from a running count and one scatter. Work is
+// positions (ascending) come from running counts and one scatter. Work is
 // O(255·S) a pass, so the Go backend keeps topKMask. x [B, T, S] → indices
 // [B, T, k] int32, mask [B, T, S]; k < S.
 func digitTopK(x *graph.Node, k int) (idx, mask *graph.Node) {
@@ -143,12 +143,19 @@ func digitTopK(x *graph.Node, k int) (idx, mask *graph.Node) {
 	dims := x.Shape().Dimensions
 	B, T, S := dims[0], dims[1], dims[2]
 	u := unsignedKeys(x)                                                                  // [B, T, S]
-	kk := graph.Scalar(g, dtypes.Int32, k)                                                // the k-th largest key:
-	tau := graph.Reshape(digitSearch(graph.Reshape(u, B*T, S), nil, float64(k)), B, T, 1) // [B, T, 1]
-	mask = firstAtThreshold(u, tau, graph.Sub(kk, graph.ReduceAndKeep(graph.ConvertDType(graph.GreaterThan(u, tau), dtypes.Int32), graph.ReduceSum, -1)))
-	// Each selected key's slot is how many selected keys precede it; the rest
-	// go to a spare slot k, dropped after.
-	slot := graph.Where(mask, graph.AddScalar(blockScan(mask), -1), graph.Scalar(g, dtypes.Int32, k)) // [B, T, S]
+	tau := graph.Reshape(digitSearch(graph.Reshape(u, B*T, S), nil, float64(k)), B, T, 1) // [B, T, 1]: the k-th largest key
+	above, at := graph.GreaterThan(u, tau), graph.Equal(u, tau)
+	// One scan gives both running counts: the keys above τ, and the ties.
+	runs := blockScan(graph.Stack([]*graph.Node{above, at}, 0)) // [2, B, T, S]
+	aboveRun := graph.Squeeze(graph.SliceAxis(runs, 0, graph.AxisElem(0)), 0)
+	atRun := graph.Squeeze(graph.SliceAxis(runs, 0, graph.AxisElem(1)), 0)
+	room := graph.Sub(graph.Scalar(g, dtypes.Int32, k), graph.SliceAxis(aboveRun, -1, graph.AxisRange(S-1, S))) // [B, T, 1]: ties to take
+	mask = graph.LogicalOr(above, graph.LogicalAnd(at, graph.LessOrEqual(atRun, room)))
+	// A selected key's slot is how many selected keys precede it: those
+	// above τ, and the ties before it up to room. The rest go to a spare
+	// slot k, dropped after.
+	before := graph.AddScalar(graph.Add(aboveRun, graph.Min(atRun, room)), -1)
+	slot := graph.Where(mask, before, graph.Scalar(g, dtypes.Int32, k)) // [B, T, S]
 	full := shapes.Make(dtypes.Int32, B, T, S, 1)
 	coords := graph.Concatenate([]*graph.Node{
 		graph.Iota(g, full, 0), graph.Iota(g, full, 1), graph.Reshape(slot, B, T, S, 1),
