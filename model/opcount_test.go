@@ -63,7 +63,7 @@ func (f xlaFunction) DynamicSlice(operand compute.Value, start []compute.Value, 
 // decodeOpCounts builds the Stepper's decode step (every row, T = 1) for a
 // small DSA model with the given number of layers and counts the graph nodes
 // the outputs depend on, by op type.
-func decodeOpCounts(t testing.TB, layers, rows int, native, xla bool) map[string]int {
+func decodeOpCounts(t testing.TB, layers, rows int, opts Options, xla bool) map[string]int {
 	t.Helper()
 	src := fmt.Sprintf(`{"model_type":"deepseek_v32","vocab_size":320,"hidden_size":64,"intermediate_size":128,
 	"moe_intermediate_size":32,"num_hidden_layers":%d,"first_k_dense_replace":1,"num_attention_heads":4,
@@ -80,7 +80,7 @@ func decodeOpCounts(t testing.TB, layers, rows int, native, xla bool) map[string
 		t.Fatal(err)
 	}
 	const capacity = 64
-	s := &Stepper{m: m, opts: Options{NativeTopK: native}, perLayer: 2, rows: rows, capacity: capacity}
+	s := &Stepper{m: m, opts: opts, perLayer: 2, rows: rows, capacity: capacity}
 	var outs []*graph.Node
 	backend := testutil.Backend(t)
 	if xla {
@@ -145,12 +145,18 @@ func kernelTotal(c map[string]int) (k, all int) {
 // per-type table.
 func TestDecodeOpCounts(t *testing.T) {
 	for _, c := range []struct {
-		xla, native bool
-	}{{true, true}, {false, false}} {
-		name := map[bool]string{true: "XLA graph (native top-k)", false: "Go backend graph (radix top-k)"}[c.xla]
+		name string
+		xla  bool
+		opts Options
+	}{
+		{"XLA graph (native top-k)", true, Options{NativeTopK: true}},
+		{"XLA graph (digit top-k)", true, Options{NativeTopK: true, DigitTopK: true}},
+		{"Go backend graph (radix top-k)", false, Options{}},
+	} {
+		name := c.name
 		t.Run(name, func(t *testing.T) {
 			for _, rows := range []int{1, 4} {
-				a, b := decodeOpCounts(t, 2, rows, c.native, c.xla), decodeOpCounts(t, 3, rows, c.native, c.xla)
+				a, b := decodeOpCounts(t, 2, rows, c.opts, c.xla), decodeOpCounts(t, 3, rows, c.opts, c.xla)
 				ka, na := kernelTotal(a)
 				kb, nb := kernelTotal(b)
 				t.Logf("%s, rows %d: per MoE layer %d kernel-ish ops of %d ops; whole 3-layer step %d of %d",
