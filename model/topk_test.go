@@ -267,3 +267,38 @@ func logSoftmax64(logits []float64) []float32 {
 	}
 	return out
 }
+
+// TestDigitTopKAtScale checks digitTopK at the 3B preset's ratio, 256 of
+// 4096 keys (32 scan blocks), on indexer-like scores: ReLU sums, so many
+// exact zeros tie, and −∞ for the cache slots past the row's position.
+func TestDigitTopKAtScale(t *testing.T) {
+	backend := testutil.Backend(t)
+	const S, k, filled = 4096, 256, 3000
+	rng := rand.New(rand.NewPCG(9, 10))
+	row := make([]float32, S)
+	for i := range row {
+		switch {
+		case i >= filled:
+			row[i] = float32(math.Inf(-1))
+		case rng.IntN(100) < 95: // about 150 positive: the rest of the 256 are zeros, taken in index order
+			row[i] = 0
+		default:
+			row[i] = float32(rng.ExpFloat64())
+		}
+	}
+	exec, err := graph.NewExec(backend, func(x *graph.Node) *graph.Node {
+		idx, _ := digitTopK(graph.Reshape(x, 1, 1, S), k)
+		return idx
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Finalize()
+	out, err := exec.Exec(tensors.FromFlatDataAndDimensions(row, S))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tensors.MustCopyFlatData[int32](out[0]), bruteTopK(row, k); !slices.Equal(got, want) {
+		t.Fatalf("top-%d of %d: got %v…, want %v…", k, S, got[:8], want[:8])
+	}
+}
