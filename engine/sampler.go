@@ -89,12 +89,14 @@ type sampler struct {
 	counts map[int32]int // generated tokens so far, for penalties
 	kept   bool          // record kept sets
 	// scratch, reused from token to token
-	order []int32   // truncation candidates
-	all   []int32   // 0…V−1
-	model []float64 // log π
-	probs []float64 // tempered, penalised log-probabilities
-	ex    []float64 // their exponentials over the kept set
-	adj   []float32 // penalised logits
+	order   []int32   // truncation candidates
+	all     []int32   // 0…V−1
+	model   []float64 // log π
+	modelEx []float64 // exp(log π + log z): π unnormalised, from the same pass
+	probs   []float64 // tempered, penalised log-probabilities
+	probsEx []float64 // theirs, unnormalised likewise
+	ex      []float64 // the unnormalised probabilities of the kept set
+	adj     []float32 // penalised logits
 }
 
 func (s *sampler) penalises() bool {
@@ -111,13 +113,15 @@ func (s *sampler) penalises() bool {
 func (s *sampler) truncate(lp []float64) []int32 {
 	mx := math.Inf(-1)
 	for _, v := range lp {
-		mx = max(mx, v)
+		if v > mx { // plain comparisons: the builtin max checks for NaN at every entry
+			mx = v
+		}
 	}
 	for _, gap := range []float64{8, 16, 32, 64, 256, math.Inf(1)} {
-		thr := mx - gap
+		thr, all := mx-gap, math.IsInf(gap, 1)
 		s.order = s.order[:0]
 		for i, v := range lp {
-			if v >= thr || math.IsInf(gap, 1) {
+			if v >= thr || all {
 				s.order = append(s.order, int32(i))
 			}
 		}
@@ -209,16 +213,33 @@ func chunked(n int, f func(lo, hi int) float64) []float64 {
 
 // logSoftmax writes log-softmax(x / temp) into dst (float64) and returns it.
 func logSoftmax(dst []float64, x []float32, temp float64) []float64 {
+	dst, _, _ = logSoftmaxExp(dst, nil, x, temp)
+	return dst
+}
+
+// logSoftmaxExp is logSoftmax that also keeps, in ex (when not nil), each
+// entry's exp(x/temp − max): the probabilities times exp(ls), ls the log of
+// their sum, so that drawing from them needs no second pass of exp over the
+// vocabulary.
+func logSoftmaxExp(dst, ex []float64, x []float32, temp float64) (lp, e []float64, ls float64) {
+	keep := ex != nil
 	dst = slices.Grow(dst[:0], len(x))[:len(x)]
+	if keep {
+		ex = slices.Grow(ex[:0], len(x))[:len(x)]
+	}
+	// The largest logit, by plain comparisons on the float32 logits (a NaN
+	// never wins; math.Max is a call per entry), scaled once: temp > 0.
 	mx := math.Inf(-1)
 	for _, m := range chunked(len(x), func(lo, hi int) float64 {
-		m := math.Inf(-1)
+		m := float32(math.Inf(-1))
 		for _, v := range x[lo:hi] {
-			m = math.Max(m, float64(v)/temp)
+			if v > m {
+				m = v
+			}
 		}
-		return m
+		return float64(m) / temp
 	}) {
-		mx = math.Max(mx, m)
+		mx = max(mx, m)
 	}
 	var sum float64
 	for _, part := range chunked(len(x), func(lo, hi int) float64 {
@@ -226,17 +247,21 @@ func logSoftmax(dst []float64, x []float32, temp float64) []float64 {
 		for i := lo; i < hi; i++ {
 			d := float64(x[i])/temp - mx
 			dst[i] = d
-			sum += math.Exp(d)
+			e := math.Exp(d)
+			if keep {
+				ex[i] = e
+			}
+			sum += e
 		}
 		return sum
 	}) {
 		sum += part
 	}
-	ls := math.Log(sum)
+	ls = math.Log(sum)
 	for i := range dst {
 		dst[i] -= ls
 	}
-	return dst
+	return dst, ex, ls
 }
 
 // next draws the next token from logits [V].
@@ -303,7 +328,11 @@ func (s *sampler) next(logits []float32) Token {
 		s.counts[tok.ID]++
 		return tok
 	}
-	s.model = logSoftmax(s.model, logits, 1)
+	if s.modelEx == nil {
+		s.modelEx = []float64{}
+	}
+	var ls float64 // log of the sum of lpEx
+	s.model, s.modelEx, ls = logSoftmaxExp(s.model, s.modelEx, logits, 1)
 	model := s.model
 	if k := s.p.TopLogprobs; k > 0 {
 		tok.Top = topN(model, k)
@@ -311,7 +340,7 @@ func (s *sampler) next(logits []float32) Token {
 
 	// Penalised, tempered log-probabilities; without penalties at τ = 1 they
 	// are the model's own, computed once.
-	lp := model
+	lp, lpEx := model, s.modelEx
 	if s.p.Temperature != 1 || s.penalises() {
 		adj := logits
 		if s.penalises() {
@@ -321,8 +350,11 @@ func (s *sampler) next(logits []float32) Token {
 				adj[id] -= float32(s.p.FrequencyPenalty*float64(n) + s.p.PresencePenalty)
 			}
 		}
-		s.probs = logSoftmax(s.probs, adj, s.p.Temperature)
-		lp = s.probs
+		if s.probsEx == nil {
+			s.probsEx = []float64{}
+		}
+		s.probs, s.probsEx, ls = logSoftmaxExp(s.probs, s.probsEx, adj, s.p.Temperature)
+		lp, lpEx = s.probs, s.probsEx
 	}
 
 	// The kept tokens, in descending probability (ties: lower id first).
@@ -345,7 +377,7 @@ func (s *sampler) next(logits []float32) Token {
 	for _, part := range chunked(len(kept), func(lo, hi int) float64 {
 		var z float64
 		for j := lo; j < hi; j++ {
-			e := math.Exp(lp[kept[j]])
+			e := lpEx[kept[j]]
 			s.ex[j] = e
 			z += e
 		}
@@ -365,7 +397,7 @@ func (s *sampler) next(logits []float32) Token {
 	}
 	tok.ID = choice
 	tok.Logprob = float32(model[choice])
-	tok.SampleLogprob = float32(lp[choice] - math.Log(z))
+	tok.SampleLogprob = float32(lp[choice] + ls - math.Log(z)) // z is the kept mass times exp(ls)
 	if s.kept && keep < V {
 		tok.Kept = slices.Clone(kept)
 		slices.Sort(tok.Kept)
