@@ -323,7 +323,8 @@ func (s *sampler) next(logits []float32) Token {
 			tok.Logprob = float32(-math.Log(sum))
 		}
 		if k := s.p.TopLogprobs; k > 0 {
-			tok.Top = topN(logSoftmax(make([]float64, 0, V), logits, 1), k)
+			s.model = logSoftmax(s.model, logits, 1)
+			tok.Top = topN(s.model, k)
 		}
 		s.counts[tok.ID]++
 		return tok
