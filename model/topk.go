@@ -142,8 +142,8 @@ func digitTopK(x *graph.Node, k int) (idx, mask *graph.Node) {
 	g := x.Graph()
 	dims := x.Shape().Dimensions
 	B, T, S := dims[0], dims[1], dims[2]
-	u := unsignedKeys(x)                                                                  // [B, T, S]
-	tau := graph.Reshape(digitSearch(graph.Reshape(u, B*T, S), nil, float64(k)), B, T, 1) // [B, T, 1]: the k-th largest key
+	u := unsignedKeys(x)                                                                                          // [B, T, S]
+	tau := graph.Reshape(digitSearch(graph.Reshape(u, B*T, S), nil, graph.Scalar(g, dtypes.Float32, k)), B, T, 1) // [B, T, 1]: the k-th largest key
 	above, at := graph.GreaterThan(u, tau), graph.Equal(u, tau)
 	// One scan gives both running counts: the keys above τ, and the ties.
 	runs := blockScan(graph.Stack([]*graph.Node{above, at}, 0)) // [2, B, T, S]
@@ -180,22 +180,15 @@ func firstAtThreshold(u, tau, room *graph.Node) *graph.Node {
 }
 
 // digitSearch finds, in each row of key [R, S] (int64 in 0 … 2³²−1), the
-// largest c with Σ w over the keys ≥ c at least target: 8 bits a pass, each
+// largest c with Σ w over the keys ≥ c at least want: 8 bits a pass, each
 // pass weighing at once, for all 255 values the next digit could take, the
 // keys that reach the threshold it would make (the sums fall as the digit
-// grows, so the digit is how many of them still reach target). w [R, S]
-// float32, or nil to count keys; target a number, or [R, 1] float32. When
+// grows, so the digit is how many of them still reach want). w [R, S]
+// float32, or nil to count keys; want a float32 scalar or [R, 1]. When
 // even c = 0 falls short, 0. → [R, 1] int64.
-func digitSearch(key, w *graph.Node, target any) *graph.Node {
+func digitSearch(key, w, want *graph.Node) *graph.Node {
 	g := key.Graph()
 	R := key.Shape().Dim(0)
-	var want *graph.Node
-	switch t := target.(type) {
-	case float64:
-		want = graph.Scalar(g, dtypes.Float32, t)
-	case *graph.Node:
-		want = t
-	}
 	ke := graph.ExpandAxes(key, -1)                                                      // [R, S, 1]
 	digits := graph.AddScalar(graph.Iota(g, shapes.Make(dtypes.Int64, 1, 1, 255), 2), 1) // [1, 1, 255]: 1 … 255
 	prefix := graph.Zeros(g, shapes.Make(dtypes.Int64, R, 1, 1))                         // the answer's digits so far
