@@ -19,6 +19,10 @@ import (
 // one product scores both parts), IndexKey [B, C, d_I] the indexer key after
 // LayerNorm and RoPE (absent without an indexer). C is the capacity; slot s
 // holds the token at position s.
+//
+// The nodes may hold their values' bits as integers of the same width
+// (words; see wordDType): the stepper keeps them so on XLA, where a cache
+// updated through a bitcast is copied instead of written in place.
 type LayerCache struct {
 	KV, IndexKey *graph.Node
 }
@@ -61,11 +65,11 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 	var keyPos *graph.Node // [B or 1, S]
 	if cache != nil {
 		w := newCacheWriter(pos)
-		keysKV = w.write(cache.KV, graph.Concatenate([]*graph.Node{cKV, kPE}, -1))
+		res.cache = &LayerCache{}
+		res.cache.KV, keysKV = w.write(cache.KV, graph.Concatenate([]*graph.Node{cKV, kPE}, -1))
 		if kIdx != nil {
-			keysIdx = w.write(cache.IndexKey, kIdx)
+			res.cache.IndexKey, keysIdx = w.write(cache.IndexKey, kIdx)
 		}
-		res.cache = &LayerCache{KV: keysKV, IndexKey: keysIdx}
 		keyPos = graph.Iota(g, shapes.Make(dtypes.Int32, 1, keysKV.Shape().Dim(1)), 1)
 	} else {
 		keyPos = pos
@@ -171,12 +175,39 @@ func newCacheWriter(pos *graph.Node) *cacheWriter {
 	}
 }
 
-// write returns cache with upd [B, T, W] written at the writer's slots.
-func (w *cacheWriter) write(cache, upd *graph.Node) *graph.Node {
-	if w.mode == writeSlice {
-		return graph.DynamicUpdateSlice(cache, upd, w.dus)
+// write returns cache with upd [B, T, W] written at the writer's slots, as
+// stored (cache's dtype) and as keys to read (upd's dtype). A cache of words
+// is written as words, so the buffer the step was given is the one it
+// updates; the keys are a bitcast of the result.
+func (w *cacheWriter) write(cache, upd *graph.Node) (stored, keys *graph.Node) {
+	dt := upd.DType()
+	words := cache.DType() != dt
+	if words {
+		upd = graph.Bitcast(upd, cache.DType())
 	}
-	return overwrite(cache, w.at, upd, nil, w.mode)
+	if w.mode == writeSlice {
+		stored = graph.DynamicUpdateSlice(cache, upd, w.dus)
+	} else {
+		stored = overwrite(cache, w.at, upd, nil, w.mode)
+	}
+	if words {
+		return stored, graph.Bitcast(stored, dt)
+	}
+	return stored, stored
+}
+
+// wordDType is the integer type of dt's width, the type of a cache kept as
+// words (false for widths without one).
+func wordDType(dt dtypes.DType) (dtypes.DType, bool) {
+	switch dt.Size() {
+	case 2:
+		return dtypes.Int16, true
+	case 4:
+		return dtypes.Int32, true
+	case 8:
+		return dtypes.Int64, true
+	}
+	return dt, false
 }
 
 // overwrite is ScatterUpdate(operand, at, upd) for unique indices at, by
@@ -184,27 +215,26 @@ func (w *cacheWriter) write(cache, upd *graph.Node) *graph.Node {
 // given, is Gather(operand, at), already at hand.
 func overwrite(operand, at, upd, old *graph.Node, mode slotWrite) *graph.Node {
 	if mode == writeBits {
-		var it dtypes.DType
-		switch operand.DType().Size() {
-		case 2:
-			it = dtypes.Int16
-		case 4:
-			it = dtypes.Int32
-		case 8:
-			it = dtypes.Int64
-		default:
+		it, ok := wordDType(operand.DType())
+		if !ok {
 			mode = writeZeroAdd
-		}
-		if mode == writeBits {
-			bits := graph.Bitcast(operand, it)
-			var oldBits *graph.Node
-			if old != nil {
-				oldBits = graph.Bitcast(old, it)
-			} else {
+		} else {
+			// Integers (words) are written as they are; floats through their bits.
+			bits, updBits, oldBits := operand, upd, old
+			if !operand.DType().IsInt() {
+				bits, updBits = graph.Bitcast(operand, it), graph.Bitcast(upd, it)
+				if old != nil {
+					oldBits = graph.Bitcast(old, it)
+				}
+			}
+			if oldBits == nil {
 				oldBits = graph.Gather(bits, at)
 			}
-			delta := graph.Sub(graph.Bitcast(upd, it), oldBits)
-			return graph.Bitcast(graph.ScatterSum(bits, at, delta, false, true), operand.DType())
+			written := graph.ScatterSum(bits, at, graph.Sub(updBits, oldBits), false, true)
+			if operand.DType().IsInt() {
+				return written
+			}
+			return graph.Bitcast(written, operand.DType())
 		}
 	}
 	if old == nil {
