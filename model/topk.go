@@ -189,16 +189,19 @@ func firstAtThreshold(u, tau, room *graph.Node) *graph.Node {
 func digitSearch(key, w, want *graph.Node) *graph.Node {
 	g := key.Graph()
 	R := key.Shape().Dim(0)
-	ke := graph.ExpandAxes(key, -1)                                                      // [R, S, 1]
-	digits := graph.AddScalar(graph.Iota(g, shapes.Make(dtypes.Int64, 1, 1, 255), 2), 1) // [1, 1, 255]: 1 … 255
+	// The keys run along the last axis, so each sum is a row reduction,
+	// XLA's fastest kind; reducing [R, S, 255] over S took 57 µs a pass at
+	// R = 8, S = 32K on the H200.
+	ke := graph.ExpandAxes(key, 1)                                                       // [R, 1, S]
+	digits := graph.AddScalar(graph.Iota(g, shapes.Make(dtypes.Int64, 1, 255, 1), 1), 1) // [1, 255, 1]: 1 … 255
 	prefix := graph.Zeros(g, shapes.Make(dtypes.Int64, R, 1, 1))                         // the answer's digits so far
 	for shift := 24; shift >= 0; shift -= 8 {
-		cand := graph.Add(prefix, graph.MulScalar(digits, float64(int64(1)<<shift))) // [R, 1, 255]
-		hit := graph.ConvertDType(graph.GreaterOrEqual(ke, cand), dtypes.Float32)    // [R, S, 255]
+		cand := graph.Add(prefix, graph.MulScalar(digits, float64(int64(1)<<shift))) // [R, 255, 1]
+		hit := graph.ConvertDType(graph.GreaterOrEqual(ke, cand), dtypes.Float32)    // [R, 255, S]
 		if w != nil {
-			hit = graph.Mul(hit, graph.ExpandAxes(w, -1))
+			hit = graph.Mul(hit, graph.ExpandAxes(w, 1))
 		}
-		reach := graph.ReduceSum(hit, 1)                                                              // [R, 255]
+		reach := graph.ReduceSum(hit, -1)                                                             // [R, 255]
 		d := graph.ReduceSum(graph.ConvertDType(graph.GreaterOrEqual(reach, want), dtypes.Int64), -1) // [R]
 		prefix = graph.Add(prefix, graph.Reshape(graph.MulScalar(d, float64(int64(1)<<shift)), R, 1, 1))
 	}
