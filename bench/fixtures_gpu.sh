@@ -13,8 +13,10 @@
 # one in how the machine's XLA computes (TF32 in cuBLAS, Triton GEMMs). This
 # tree's tests turn TF32 off themselves (internal/testutil); older ones may not.
 #
-# Older binaries find the fixtures as ../testdata from model/, so they run
-# from this checkout's model/ directory.
+# Binaries of earlier commits run from this checkout's model/ directory, but
+# those whose testutil finds testdata from its source path look in the
+# removed work tree they were built in, and fail to open the fixtures (as in
+# session 8: docs/bench/session8_h200/fixtures-summary.txt).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
