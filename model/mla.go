@@ -64,7 +64,7 @@ func attention(scope *gm.Scope, cfg *Config, x, pos, cos, sin *graph.Node, cache
 	var keysKV *graph.Node // [B, S, r_kv+d_r], with a cache
 	var keyPos *graph.Node // [B or 1, S]
 	if cache != nil {
-		w := newCacheWriter(pos)
+		w := newCacheWriter(pos, opts.RowWrites)
 		res.cache = &LayerCache{}
 		res.cache.KV, keysKV = w.write(cache.KV, graph.Concatenate([]*graph.Node{cKV, kPE}, -1))
 		if kIdx != nil {
@@ -141,6 +141,9 @@ type slotWrite int
 const (
 	// writeSlice: one DynamicUpdateSlice (one slot: decode at batch 1).
 	writeSlice slotWrite = iota
+	// writeRows: one DynamicUpdateSlice per row (one slot each: decode at
+	// batch B, with Options.RowWrites).
+	writeRows
 	// writeBits: scatter-add new−old on the integer view of the bits, with
 	// wrap-around: exactly new, in one scatter. For backends whose Bitcast is
 	// free (XLA).
@@ -155,19 +158,27 @@ const (
 // pos [B, T] (distinct within a row).
 type cacheWriter struct {
 	mode slotWrite
-	at   *graph.Node   // [B, T, 2] slots, for the scatter modes
-	dus  []*graph.Node // start indices, for writeSlice
+	at   *graph.Node     // [B, T, 2] slots, for the scatter modes
+	dus  [][]*graph.Node // start indices of each row's slot, for writeSlice and writeRows
 }
 
-func newCacheWriter(pos *graph.Node) *cacheWriter {
+func newCacheWriter(pos *graph.Node, rowWrites bool) *cacheWriter {
 	g := pos.Graph()
 	dims := pos.Shape().Dimensions
 	hasDUS := g.Backend().Capabilities().Operations[compute.OpTypeDynamicUpdateSlice]
 	switch {
-	case hasDUS && dims[0]*dims[1] == 1:
+	case hasDUS && dims[1] == 1 && (dims[0] == 1 || rowWrites):
 		zero := graph.ScalarZero(g, dtypes.Int32)
-		p := graph.Reshape(graph.ConvertDType(pos, dtypes.Int32))
-		return &cacheWriter{mode: writeSlice, dus: []*graph.Node{zero, p, zero}}
+		p := graph.ConvertDType(pos, dtypes.Int32) // [B, 1]
+		w := &cacheWriter{mode: writeSlice}
+		if dims[0] > 1 {
+			w.mode = writeRows
+		}
+		for b := range dims[0] {
+			row := graph.Reshape(graph.Slice(p, graph.AxisElem(b), graph.AxisRange())) // []
+			w.dus = append(w.dus, []*graph.Node{graph.Scalar(g, dtypes.Int32, b), row, zero})
+		}
+		return w
 	case hasDUS:
 		return &cacheWriter{mode: writeBits, at: writeCoords(pos)}
 	default:
@@ -185,9 +196,15 @@ func (w *cacheWriter) write(cache, upd *graph.Node) (stored, keys *graph.Node) {
 	if words {
 		upd = graph.Bitcast(upd, cache.DType())
 	}
-	if w.mode == writeSlice {
-		stored = graph.DynamicUpdateSlice(cache, upd, w.dus)
-	} else {
+	switch w.mode {
+	case writeSlice:
+		stored = graph.DynamicUpdateSlice(cache, upd, w.dus[0])
+	case writeRows:
+		stored = cache
+		for b, start := range w.dus {
+			stored = graph.DynamicUpdateSlice(stored, graph.Slice(upd, graph.AxisElem(b)), start) // [1, 1, W] at (b, pos[b])
+		}
+	default:
 		stored = overwrite(cache, w.at, upd, nil, w.mode)
 	}
 	if words {

@@ -53,6 +53,13 @@ type Options struct {
 	// instead of sorting the vocabulary. Which is faster depends on the
 	// context length and the device (docs/engine.md); the result is the same.
 	DigitTopK bool
+	// RowWrites makes a decode step of several rows (one new token each)
+	// write each row's cache slot with its own DynamicUpdateSlice, as a
+	// one-row step does, instead of one scatter for the batch. Backends
+	// without DynamicUpdateSlice ignore it. Which keeps XLA's caches in place
+	// at batch 8 is what docs/engine.md's session 8 measures; the result is
+	// the same.
+	RowWrites bool
 	// LogitsAt (optional, [B] int32) computes the logits of one position per
 	// row only, so Logits is [B, 1, V]: decoding and prefill chunks never pay
 	// for the head on positions nobody samples from.

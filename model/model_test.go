@@ -6,6 +6,7 @@ import (
 	"github.com/dsv32/dsv32/checkpoint"
 	"github.com/dsv32/dsv32/internal/testutil"
 	"github.com/dsv32/dsv32/model"
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 )
 
@@ -286,6 +287,51 @@ func TestCachedDecodeMatchesReference(t *testing.T) {
 			check("batch row 0", rows[0])
 			check("batch row 1 (chunked prefill)", rows[1])
 		})
+	}
+}
+
+// TestRowWritesMatchScatter decodes three rows at different positions with
+// Options.RowWrites (a DynamicUpdateSlice per row) and without (one scatter
+// for the batch): the logits must agree. Backends without
+// DynamicUpdateSlice (the Go backend) have no row writes to check.
+func TestRowWritesMatchScatter(t *testing.T) {
+	backend := testutil.Backend(t)
+	if !backend.Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
+		t.Skip("no DynamicUpdateSlice on this backend, so Options.RowWrites does not apply")
+	}
+	f := loadFixture(t, "tiny-dsa", 40)
+	prompts := []int{40, 33, 45} // each row's prompt length, so the rows decode at different positions
+	const steps = 4
+	run := func(opts model.Options) []float32 {
+		st, err := f.m.NewStepper(backend, len(prompts), 64, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		for b, n := range prompts {
+			if _, err := st.StepRow(b, f.ids[:n], span(0, n), int32(n-1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var logits []float32
+		for j := range steps {
+			tokens, pos := make([][]int32, len(prompts)), make([][]int32, len(prompts))
+			for b, n := range prompts {
+				tokens[b], pos[b] = f.ids[n+j:n+j+1], span(n+j, n+j+1)
+			}
+			r, err := st.Step(tokens, pos, make([]int32, len(prompts)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logits = append(logits, r.Logits...)
+		}
+		return logits
+	}
+	want, got := run(model.Options{}), run(model.Options{RowWrites: true})
+	rel, maxAbs := testutil.RelErr(got, want)
+	t.Logf("row writes against one scatter: rel %.3g, max abs %.3g", rel, maxAbs)
+	if rel > 1e-6 {
+		t.Errorf("row writes change the logits: relative error %.3g", rel)
 	}
 }
 

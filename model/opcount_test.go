@@ -65,45 +65,7 @@ func (f xlaFunction) DynamicSlice(operand compute.Value, start []compute.Value, 
 // the outputs depend on, by op type.
 func decodeOpCounts(t testing.TB, layers, rows int, opts Options, xla bool) map[string]int {
 	t.Helper()
-	src := fmt.Sprintf(`{"model_type":"deepseek_v32","vocab_size":320,"hidden_size":64,"intermediate_size":128,
-	"moe_intermediate_size":32,"num_hidden_layers":%d,"first_k_dense_replace":1,"num_attention_heads":4,
-	"num_key_value_heads":4,"q_lora_rank":48,"kv_lora_rank":32,"qk_nope_head_dim":16,"qk_rope_head_dim":8,
-	"v_head_dim":16,"n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"n_group":4,"topk_group":2,
-	"routed_scaling_factor":2.5,"index_n_heads":4,"index_head_dim":32,"index_topk":16,
-	"max_position_embeddings":4096,"rope_theta":10000,"rms_norm_eps":1e-6,"bos_token_id":0,"eos_token_id":1}`, layers)
-	cfg, err := ParseConfig([]byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := NewRandom(cfg, 0.02, 1, dtypes.Float32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const capacity = 64
-	s := &Stepper{m: m, opts: opts, perLayer: 2, rows: rows, capacity: capacity}
-	var outs []*graph.Node
-	backend := testutil.Backend(t)
-	if xla {
-		backend = xlaLike{backend}
-		t.Setenv(graph.FusionEnv, "false") // XLA has no fused ops: Softmax decomposes
-	}
-	exec, err := gm.NewExec(backend, m.Store, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
-		outs = s.stepAll(scope, in)
-		return outs
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer exec.Finalize()
-	in := []shapes.Shape{shapes.Make(dtypes.Int32, rows, 3)} // packed tokens, positions, last (T = 1)
-	for range layers {
-		for _, w := range s.widths() {
-			in = append(in, shapes.Make(dtypes.Float32, rows, capacity, w))
-		}
-	}
-	if _, err := exec.Compile(in...); err != nil {
-		t.Fatal(err)
-	}
+	outs, _ := decodeGraph(t, layers, rows, opts, xla)
 	counts := map[string]int{}
 	seen := map[*graph.Node]bool{}
 	var visit func(n *graph.Node)
@@ -125,6 +87,55 @@ func decodeOpCounts(t testing.TB, layers, rows int, opts Options, xla bool) map[
 		visit(o)
 	}
 	return counts
+}
+
+// decodeGraph builds the Stepper's decode step (every row, T = 1) for a
+// small DSA model with the given number of layers, as it would be built for
+// XLA (xla) or the Go backend, with caches of the Stepper's dtype for that
+// backend. It returns the step's outputs (the updated caches first) and its
+// inputs (the packed tokens first, then the caches).
+func decodeGraph(t testing.TB, layers, rows int, opts Options, xla bool) (outs, ins []*graph.Node) {
+	t.Helper()
+	src := fmt.Sprintf(`{"model_type":"deepseek_v32","vocab_size":320,"hidden_size":64,"intermediate_size":128,
+	"moe_intermediate_size":32,"num_hidden_layers":%d,"first_k_dense_replace":1,"num_attention_heads":4,
+	"num_key_value_heads":4,"q_lora_rank":48,"kv_lora_rank":32,"qk_nope_head_dim":16,"qk_rope_head_dim":8,
+	"v_head_dim":16,"n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"n_group":4,"topk_group":2,
+	"routed_scaling_factor":2.5,"index_n_heads":4,"index_head_dim":32,"index_topk":16,
+	"max_position_embeddings":4096,"rope_theta":10000,"rms_norm_eps":1e-6,"bos_token_id":0,"eos_token_id":1}`, layers)
+	cfg, err := ParseConfig([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewRandom(cfg, 0.02, 1, dtypes.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const capacity = 64
+	backend := testutil.Backend(t)
+	if xla {
+		backend = xlaLike{backend}
+		t.Setenv(graph.FusionEnv, "false") // XLA has no fused ops: Softmax decomposes
+	}
+	s := &Stepper{m: m, backend: backend, opts: opts, perLayer: 2, rows: rows, capacity: capacity}
+	exec, err := gm.NewExec(backend, m.Store, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+		ins = in
+		outs = s.stepAll(scope, in)
+		return outs
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Finalize()
+	in := []shapes.Shape{shapes.Make(dtypes.Int32, rows, 3)} // packed tokens, positions, last (T = 1)
+	for range layers {
+		for _, w := range s.widths() {
+			in = append(in, shapes.Make(s.cacheDType(), rows, capacity, w))
+		}
+	}
+	if _, err := exec.Compile(in...); err != nil {
+		t.Fatal(err)
+	}
+	return outs, ins
 }
 
 func kernelTotal(c map[string]int) (k, all int) {
@@ -182,4 +193,53 @@ func TestDecodeOpCounts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCacheWritesInPlace checks, in the decode step built for XLA, that
+// every updated cache is a chain of writes (scatters or dynamic update
+// slices) whose operand is the cache parameter itself, with nothing between
+// (a bitcast there made XLA copy each cache twice a step), and that the Go
+// backend's caches keep the compute dtype.
+func TestCacheWritesInPlace(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		rows  int
+		opts  Options
+		write graph.NodeType
+	}{
+		{"one row", 1, Options{NativeTopK: true}, graph.NodeTypeDynamicUpdateSlice},
+		{"four rows", 4, Options{NativeTopK: true}, graph.NodeTypeScatterSum},
+		{"four rows, row writes", 4, Options{NativeTopK: true, RowWrites: true}, graph.NodeTypeDynamicUpdateSlice},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			outs, ins := decodeGraph(t, 2, c.rows, c.opts, true)
+			caches := ins[1:]
+			for i, p := range caches {
+				if p.DType().IsFloat() {
+					t.Fatalf("cache %d is %s: XLA's caches should be words", i, p.DType())
+				}
+				n, writes := outs[i], 0
+				for n != p {
+					if n.Type() != c.write {
+						t.Fatalf("cache %d: %s after %d writes, want %s back to the cache parameter", i, n.Type(), writes, c.write)
+					}
+					n, writes = n.Inputs()[0], writes+1
+				}
+				if want := max(1, c.rows*boolInt(c.opts.RowWrites)); writes != want {
+					t.Errorf("cache %d: %d writes, want %d", i, writes, want)
+				}
+			}
+		})
+	}
+	_, ins := decodeGraph(t, 2, 4, Options{}, false)
+	if dt := ins[1].DType(); dt != dtypes.Float32 {
+		t.Errorf("Go backend cache is %s, want float32", dt)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

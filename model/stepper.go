@@ -104,16 +104,23 @@ func (s *Stepper) widths() []int {
 	return w
 }
 
-// zeroCaches allocates zeroed caches. Where bitcasts are free (backends with
-// DynamicUpdateSlice: XLA) they hold words, the bits of the compute dtype as
-// integers: a step that scatters into a float cache through a bitcast gets
-// an updated copy from XLA, a whole cache per layer and step (5.6 GB a step
-// at batch 8 and 32K on the H200), instead of an in-place write.
-func (s *Stepper) zeroCaches(rows, capacity int) []*tensors.Tensor {
+// cacheDType is the caches' dtype. Where bitcasts are free (backends with
+// DynamicUpdateSlice: XLA) caches hold words, the bits of the compute dtype
+// as integers, so that a step's write (a scatter or DynamicUpdateSlice)
+// takes the donated buffer itself as its operand. XLA copied float caches
+// that batched steps scattered into through a bitcast: every cache, twice a
+// step (5.6 GB a step at batch 8 and 32K on the H200).
+func (s *Stepper) cacheDType() dtypes.DType {
 	dt := ComputeDType(s.m.Store.RootScope())
 	if s.backend.Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
 		dt, _ = wordDType(dt)
 	}
+	return dt
+}
+
+// zeroCaches allocates zeroed caches (cacheDType).
+func (s *Stepper) zeroCaches(rows, capacity int) []*tensors.Tensor {
+	dt := s.cacheDType()
 	var cs []*tensors.Tensor
 	for range s.m.Config.NumHiddenLayers {
 		for _, w := range s.widths() {
