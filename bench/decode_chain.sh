@@ -11,7 +11,7 @@
 #   bench/decode_chain.sh OUTDIR
 #   Env: DONORS (.gpu/dsv32-donors), TESTS (.gpu; model-donors.test, engine-donors.test; "" skips the tests),
 #        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (1), TOPK (sort; e.g. "sort digits": --select),
-#        SYNC (1; 0 times asynchronous execution only).
+#        WRITE (scatter; e.g. "scatter rows": --cache-write), SYNC (1; 0 times asynchronous execution only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:?usage: $0 OUTDIR}
@@ -23,7 +23,7 @@ root=$(pwd)
 # Aliased and asynchronous together: the stricter of the four combinations.
 # The model's tests that run programs through the stepper or compare logits
 # (its gradient tests do not touch what the switches change).
-declare -A only=([model]='Prefill|Dense|Cached|Chain|Step|FP8|Example' [engine]='.')
+declare -A only=([model]='Prefill|Dense|Cached|Chain|Step|FP8|Example|RowWrites|Digit' [engine]='.')
 declare -A limit=([model]=180 [engine]=360)
 for pkg in ${TESTS:+model engine}; do
 	echo "== $pkg tests on XLA, donation aliased, execution asynchronous"
@@ -36,11 +36,14 @@ modes=("" 1)
 if [[ ${SYNC:-1} == 0 ]]; then modes=(1); fi
 for ((r = 1; r <= ${REPEAT:-1}; r++)); do
 	for topk in ${TOPK:-sort}; do
-		for async in "${modes[@]}"; do
-			echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous, --select $topk"
-			GOXLA_ASYNC_EXECUTE=$async timeout 240 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
-				--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 --select "$topk" \
-				--out "$OUTDIR/decode-r$r-$topk${async:+-async}.json" 2>&1 | grep -E "^(decode|chain)|copy bandwidth"
+		for write in ${WRITE:-scatter}; do
+			for async in "${modes[@]}"; do
+				echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous, --select $topk, --cache-write $write"
+				GOXLA_ASYNC_EXECUTE=$async timeout 240 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
+					--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 \
+					--select "$topk" --cache-write "$write" \
+					--out "$OUTDIR/decode-r$r-$topk-$write${async:+-async}.json" 2>&1 | grep -E "^(decode|chain)|copy bandwidth"
+			done
 		done
 	done
 done

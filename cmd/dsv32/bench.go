@@ -3,14 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/dsv32/dsv32/internal/atomicfile"
-	"github.com/gomlx/compute"
 	"log/slog"
 	"strconv"
 	"strings"
 
 	"github.com/dsv32/dsv32/engine"
+	"github.com/dsv32/dsv32/internal/atomicfile"
 	"github.com/dsv32/dsv32/model"
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -102,6 +102,7 @@ type benchDecodeCmd struct {
 	Bandwidth int64  `default:"2147483648" help:"Bytes for the copy-bandwidth probe."`
 	Chain     bool   `default:"true" negatable:"" help:"Also time chained decoding (each step fed from the device, model.Stepper.Chain): greedy, and sampled on the device at temperature 1 with top-p 0.95 (ChainSample)."`
 	Select    string `default:"sort" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: sort (the backend's TopK), or digits (radix select over 8-bit digits, model.Options.DigitTopK; docs/engine.md)."`
+	Write     string `name:"cache-write" default:"scatter" enum:"scatter,rows" help:"On XLA, how a step of several rows writes their cache slots: scatter (one for the batch) or rows (a DynamicUpdateSlice per row, model.Options.RowWrites; docs/engine.md)."`
 	Out       string `help:"Write the results as JSON here."`
 }
 
@@ -109,6 +110,7 @@ type benchDecodeCmd struct {
 type decodeReport struct {
 	Device       string         `json:"device"`
 	Select       string         `json:"select"`
+	CacheWrite   string         `json:"cache_write"`
 	Params       int64          `json:"params"`
 	BandwidthGBs float64        `json:"bandwidth_gb_s"`
 	Decode       []decodePoint  `json:"decode"`
@@ -153,8 +155,11 @@ func (c *benchDecodeCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("--context: %w", err)
 	}
-	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.Select == "digits"}
-	rep.Select = c.Select
+	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.Select == "digits", RowWrites: c.Write == "rows"}
+	rep.Select, rep.CacheWrite = c.Select, c.Write
+	if !backend.Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
+		rep.CacheWrite = "scatter" // no row writes without DynamicUpdateSlice (the Go backend)
+	}
 	if !opts.NativeTopK {
 		rep.Select = "radix" // the Go backend always selects by bitwise radix select
 	}

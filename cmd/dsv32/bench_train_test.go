@@ -65,7 +65,7 @@ func TestBenchDecodeCommand(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "decode.json")
 	if err := runCLI(t, "bench", "decode", "--config", testutil.Testdata("tiny-dsa/config.json"), "--batch", "1,2",
 		"--context", "40", "--steps", "3", "--prefill", "20", "--chunk", "8", "--bandwidth", "1048576",
-		"--select", "digits", "--out", out); err != nil {
+		"--select", "digits", "--cache-write", "rows", "--out", out); err != nil {
 		t.Fatal(err)
 	}
 	js, err := os.ReadFile(out)
@@ -76,7 +76,7 @@ func TestBenchDecodeCommand(t *testing.T) {
 	if err := json.Unmarshal(js, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Select != "radix" || !(rep.BandwidthGBs > 0) || len(rep.Decode) != 2 || len(rep.Prefill) != 1 || rep.Prefill[0].Tokens != 20 {
+	if rep.Select != "radix" || rep.CacheWrite != "scatter" || !(rep.BandwidthGBs > 0) || len(rep.Decode) != 2 || len(rep.Prefill) != 1 || rep.Prefill[0].Tokens != 20 {
 		t.Fatalf("report: %+v", rep)
 	}
 	for _, p := range rep.Decode {
