@@ -11,7 +11,9 @@
 #   bench/decode_chain.sh OUTDIR
 #   Env: DONORS (.gpu/dsv32-donors), TESTS (.gpu; model-donors.test, engine-donors.test; "" skips the tests),
 #        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (1), TOPK (sort; e.g. "sort digits": --select),
-#        WRITE (scatter; e.g. "scatter rows": --cache-write), SYNC (1; 0 times asynchronous execution only).
+#        WRITE (scatter; e.g. "scatter rows": --cache-write), LOOP (0; "0 1" adds --chain-loop runs,
+#        digits only), SYNC (1; 0 times asynchronous execution only; with LOOP, synchronous is what the
+#        device loop is for).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:?usage: $0 OUTDIR}
@@ -37,12 +39,17 @@ if [[ ${SYNC:-1} == 0 ]]; then modes=(1); fi
 for ((r = 1; r <= ${REPEAT:-1}; r++)); do
 	for topk in ${TOPK:-sort}; do
 		for write in ${WRITE:-scatter}; do
-			for async in "${modes[@]}"; do
-				echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous, --select $topk, --cache-write $write"
-				GOXLA_ASYNC_EXECUTE=$async timeout 240 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
-					--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 \
-					--select "$topk" --cache-write "$write" \
-					--out "$OUTDIR/decode-r$r-$topk-$write${async:+-async}.json" 2>&1 | grep -E "^(decode|chain)|copy bandwidth"
+			for loop in ${LOOP:-0}; do
+				[[ $loop == 1 && $topk != digits ]] && continue
+				for async in "${modes[@]}"; do
+					flags=(--select "$topk" --cache-write "$write") tag=
+					if [[ $loop == 1 ]]; then flags+=(--chain-loop) tag=-loop; fi
+					echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous, ${flags[*]}"
+					GOXLA_ASYNC_EXECUTE=$async timeout 240 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
+						--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 "${flags[@]}" \
+						--out "$OUTDIR/decode-r$r-$topk-$write$tag${async:+-async}.json" 2>&1 |
+						grep -E "^(decode|chain)|copy bandwidth"
+				done
 			done
 		done
 	done

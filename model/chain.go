@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
@@ -30,6 +31,9 @@ func (s *Stepper) Chain(tokens, pos []int32, n int) (out [][]int32, err error) {
 	}
 	state := chainState(tokens, pos)
 	defer func() { state.FinalizeAll() }()
+	if s.loopable() {
+		return s.chainLoop(state, n)
+	}
 	out = make([][]int32, 0, n)
 	for i := range n {
 		outs, err := s.execDonating(s.chain, state)
@@ -90,6 +94,102 @@ func (s *Stepper) chainStep(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 	res, cache := s.forward(scope, tokens, pos, last, s.layerCaches(in[1:]))
 	next := graph.Reshape(graph.ArgMax(res[0], -1, dtypes.Int32), B, 1) // [B, 1]; ties: the first id
 	return append(flatCaches(cache), graph.Concatenate([]*graph.Node{next, graph.AddScalar(pos, 1)}, 1))
+}
+
+// loopable reports whether Chain runs as one loop on the device
+// (Options.DeviceLoop). It needs a backend with While whose loop body holds
+// no closure of its own: GoMLX v0.28.2 makes every closure a child of the
+// main function, so the sort behind TopK cannot sit in the body, and one-
+// query steps must select by digits (or by radix select, without
+// NativeTopK). The Go backend is left out: it compiles a closure before its
+// graph passes rewire the closure's nodes, then miscounts their uses
+// ("input … not computed yet"), so only XLA (with DynamicUpdateSlice) runs
+// the loop.
+func (s *Stepper) loopable() bool {
+	c := s.backend.Capabilities()
+	return s.opts.DeviceLoop && c.Functions && c.Operations[compute.OpTypeWhile] &&
+		c.Operations[compute.OpTypeDynamicUpdateSlice] && (!s.opts.NativeTopK || s.opts.DigitTopK)
+}
+
+// chainLoop runs Chain's n steps as one program (Options.DeviceLoop).
+func (s *Stepper) chainLoop(state *tensors.Tensor, n int) ([][]int32, error) {
+	exec := s.loops[n]
+	if exec == nil {
+		var err error
+		if exec, err = gm.NewExec(s.backend, s.m.Store, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+			return s.loopSteps(scope, in, n)
+		}); err != nil {
+			return nil, err
+		}
+		if s.loops == nil {
+			s.loops = map[int]*gm.Exec{}
+		}
+		s.loops[n] = exec
+	}
+	outs, err := s.execDonating(exec, state)
+	if err != nil {
+		return nil, err
+	}
+	flat := tensors.MustCopyFlatData[int32](outs[0]) // [n, rows]
+	outs[0].FinalizeAll()
+	out := make([][]int32, n)
+	for i := range out {
+		out[i] = flat[i*s.rows : (i+1)*s.rows]
+	}
+	return out, nil
+}
+
+// loopSteps: in = state [rows, 2], caches… → caches…, tokens [n, rows]: n
+// chainSteps in a loop on the device. The loop carries the step counter,
+// the chain state, the tokens so far, the caches and every weight: the
+// weights enter the body as loop values passed on unchanged, so the body
+// refers to no value outside it.
+func (s *Stepper) loopSteps(scope *gm.Scope, in []*graph.Node, n int) []*graph.Node {
+	g := in[0].Graph()
+	rows := in[0].Shape().Dim(0)
+	var vars []*gm.Variable
+	var weights []*graph.Node
+	for v := range s.m.Store.IterVariables() {
+		vars = append(vars, v)
+		weights = append(weights, v.NodeValue(g))
+	}
+	init := append([]*graph.Node{
+		graph.ScalarZero(g, dtypes.Int32), // step
+		in[0],                             // state [rows, 2]
+		graph.Zeros(g, shapes.Make(dtypes.Int32, n, rows)), // tokens [n, rows]
+	}, in[1:]...)
+	nc := len(in) - 1
+	init = append(init, weights...)
+	params := func(g *graph.Graph) []*graph.Node {
+		ps := make([]*graph.Node, len(init))
+		for i, x := range init {
+			ps[i] = graph.Parameter(g, fmt.Sprintf("loop%d", i), x.Shape())
+		}
+		return ps
+	}
+	bound := graph.Scalar(g, dtypes.Int32, n)
+	cond := graph.NewClosure(g, func(g *graph.Graph) []*graph.Node {
+		return []*graph.Node{graph.LessThan(params(g)[0], bound)}
+	})
+	body := graph.NewClosure(g, func(g *graph.Graph) []*graph.Node {
+		ps := params(g)
+		i, state, toks, caches, ws := ps[0], ps[1], ps[2], ps[3:3+nc], ps[3+nc:]
+		for j, v := range vars {
+			v.SetNodeValue(ws[j])
+		}
+		outs := s.chainStep(scope, append([]*graph.Node{state}, caches...))
+		next := outs[nc]                                                                                          // [rows, 2]
+		at := graph.ConvertDType(graph.Equal(graph.Iota(g, shapes.Make(dtypes.Int32, n, 1), 0), i), dtypes.Int32) // [n, 1]
+		tok := graph.Reshape(graph.Slice(next, graph.AxisRange(), graph.AxisElem(0)), 1, rows)                    // [1, rows]
+		toks = graph.Add(toks, graph.Mul(at, tok))
+		return append(append([]*graph.Node{graph.AddScalar(i, 1), next, toks}, outs[:nc]...), ws...)
+	})
+	// The body pointed the weights at its own values; point them back.
+	for j, v := range vars {
+		v.SetNodeValue(weights[j])
+	}
+	final := graph.While(cond, body, init...)
+	return append(final[3:3+nc], final[2])
 }
 
 // chainTokens copies a chain state's tokens to the host.

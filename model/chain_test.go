@@ -8,6 +8,7 @@ import (
 
 	"github.com/dsv32/dsv32/internal/testutil"
 	"github.com/dsv32/dsv32/model"
+	"github.com/gomlx/compute"
 )
 
 // argmax is greedy decoding's choice: the first id of the largest logit.
@@ -56,12 +57,23 @@ func newChainStart(t *testing.T, f *fixture, capacity int, opts model.Options) c
 // TestChainMatchesSteps checks that chained greedy decoding, fed from the
 // device, writes the tokens and caches that step-by-step greedy decoding
 // with the host's argmax does, in a batch of two rows at different
-// positions; and that ordinary steps carry on from the chained caches.
+// positions; and that ordinary steps carry on from the chained caches. Both
+// ways: a program a step, and all steps in one loop on the device.
 func TestChainMatchesSteps(t *testing.T) {
 	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
+	t.Run("steps", func(t *testing.T) { testChainMatchesSteps(t, f, model.Options{}) })
+	t.Run("device loop", func(t *testing.T) {
+		if !testutil.Backend(t).Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
+			t.Skip("the device loop runs on XLA only (Stepper.loopable); TestLoopStepsGraph builds it here")
+		}
+		testChainMatchesSteps(t, f, model.Options{DeviceLoop: true, NativeTopK: true, DigitTopK: true})
+	})
+}
+
+func testChainMatchesSteps(t *testing.T, f *fixture, opts model.Options) {
 	V := f.m.Config.VocabSize
 	const n, capacity = 6, 24
-	c := newChainStart(t, f, capacity, model.Options{})
+	c := newChainStart(t, f, capacity, opts)
 	first, pos := c.first, c.pos
 
 	ref := c.prefilled()

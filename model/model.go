@@ -60,6 +60,13 @@ type Options struct {
 	// at batch 8 is what docs/engine.md's session 8 measures; the result is
 	// the same.
 	RowWrites bool
+	// DeviceLoop makes Stepper.Chain run its n steps as one program, a loop
+	// on the device, instead of n programs the host queues one after the
+	// other: one launch and one wait for all n. A backend whose execution
+	// waits for the device (go-xla as released) needs that to keep the
+	// device busy. XLA only, and with DigitTopK when NativeTopK is set
+	// (Stepper.loopable says why); elsewhere Chain ignores it.
+	DeviceLoop bool
 	// LogitsAt (optional, [B] int32) computes the logits of one position per
 	// row only, so Logits is [B, 1, V]: decoding and prefill chunks never pay
 	// for the head on positions nobody samples from.

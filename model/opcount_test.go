@@ -96,6 +96,14 @@ func decodeOpCounts(t testing.TB, layers, rows int, opts Options, xla bool) map[
 // inputs (the packed tokens first, then the caches).
 func decodeGraph(t testing.TB, layers, rows int, opts Options, xla bool) (outs, ins []*graph.Node) {
 	t.Helper()
+	s := graphStepper(t, layers, rows, opts, xla)
+	return buildStep(t, s, layers, 3, s.stepAll) // packed tokens, positions, last (T = 1)
+}
+
+// graphStepper is a Stepper of a small random DSA model for building graphs
+// only (no caches), as for XLA (xla) or the Go backend.
+func graphStepper(t testing.TB, layers, rows int, opts Options, xla bool) *Stepper {
+	t.Helper()
 	src := fmt.Sprintf(`{"model_type":"deepseek_v32","vocab_size":320,"hidden_size":64,"intermediate_size":128,
 	"moe_intermediate_size":32,"num_hidden_layers":%d,"first_k_dense_replace":1,"num_attention_heads":4,
 	"num_key_value_heads":4,"q_lora_rank":48,"kv_lora_rank":32,"qk_nope_head_dim":16,"qk_rope_head_dim":8,
@@ -110,26 +118,31 @@ func decodeGraph(t testing.TB, layers, rows int, opts Options, xla bool) (outs, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	const capacity = 64
 	backend := testutil.Backend(t)
 	if xla {
 		backend = xlaLike{backend}
 		t.Setenv(graph.FusionEnv, "false") // XLA has no fused ops: Softmax decomposes
 	}
-	s := &Stepper{m: m, backend: backend, opts: opts, perLayer: 2, rows: rows, capacity: capacity}
-	exec, err := gm.NewExec(backend, m.Store, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+	return &Stepper{m: m, backend: backend, opts: opts, perLayer: 2, rows: rows, capacity: 64}
+}
+
+// buildStep compiles (never runs) fn for s, whose first input is int32
+// [rows, width] and the rest the caches, and returns fn's outputs and inputs.
+func buildStep(t testing.TB, s *Stepper, layers, width int, fn func(*gm.Scope, []*graph.Node) []*graph.Node) (outs, ins []*graph.Node) {
+	t.Helper()
+	exec, err := gm.NewExec(s.backend, s.m.Store, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 		ins = in
-		outs = s.stepAll(scope, in)
+		outs = fn(scope, in)
 		return outs
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer exec.Finalize()
-	in := []shapes.Shape{shapes.Make(dtypes.Int32, rows, 3)} // packed tokens, positions, last (T = 1)
+	in := []shapes.Shape{shapes.Make(dtypes.Int32, s.rows, width)}
 	for range layers {
 		for _, w := range s.widths() {
-			in = append(in, shapes.Make(s.cacheDType(), rows, capacity, w))
+			in = append(in, shapes.Make(s.cacheDType(), s.rows, s.capacity, w))
 		}
 	}
 	if _, err := exec.Compile(in...); err != nil {
@@ -242,4 +255,60 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestLoopStepsGraph builds Options.DeviceLoop's program as for XLA (the Go
+// backend cannot run it; Stepper.loopable says why): n chain steps in one
+// While, returning the updated caches and the tokens [n, rows], with every
+// weight passed through the loop and none left marked as changed (else the
+// executor would write the weights back after each chain).
+func TestLoopStepsGraph(t *testing.T) {
+	const layers, rows, n = 2, 2, 5
+	opts := Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true}
+	s := graphStepper(t, layers, rows, opts, true)
+	if !s.loopable() {
+		t.Fatal("the device loop is not used for an XLA-like backend with digit selection")
+	}
+	var changed []string
+	outs, ins := buildStep(t, s, layers, 2, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+		outs := s.loopSteps(scope, in, n)
+		for v := range s.m.Store.IterVariables() {
+			if v.ChangedInGraph(in[0].Graph()) {
+				changed = append(changed, v.Path())
+			}
+		}
+		return outs
+	})
+	if len(changed) > 0 {
+		t.Errorf("weights left marked as changed by the loop: %v", changed)
+	}
+	caches := ins[1:]
+	if len(outs) != len(caches)+1 {
+		t.Fatalf("%d outputs, want the %d caches and the tokens", len(outs), len(caches))
+	}
+	for i, c := range caches {
+		if !outs[i].Shape().Equal(c.Shape()) {
+			t.Errorf("cache %d comes back %s, went in %s", i, outs[i].Shape(), c.Shape())
+		}
+	}
+	if got, want := outs[len(caches)].Shape(), shapes.Make(dtypes.Int32, n, rows); !got.Equal(want) {
+		t.Errorf("tokens %s, want %s", got, want)
+	}
+	if in := outs[0].Inputs(); outs[0].Type() != graph.NodeTypeSplitNode || len(in) != 1 || in[0].Type() != graph.NodeTypeWhile {
+		t.Errorf("caches come from a %s, want one of the While's results", outs[0].Type())
+	}
+	for _, c := range []struct {
+		name string
+		opts Options
+	}{
+		{"sort selection", Options{NativeTopK: true, DeviceLoop: true}},
+		{"not asked", Options{NativeTopK: true, DigitTopK: true}},
+	} {
+		if graphStepper(t, layers, rows, c.opts, true).loopable() {
+			t.Errorf("%s: the device loop would be used", c.name)
+		}
+	}
+	if graphStepper(t, layers, rows, opts, false).loopable() {
+		t.Error("the Go backend would run the device loop")
+	}
 }

@@ -31,6 +31,7 @@ type Stepper struct {
 	chain     *gm.Exec // greedy steps fed from the device (Chain), built on first use
 	sampled   *gm.Exec // steps that draw at a temperature (ChainSample), built on first use
 	truncated *gm.Exec // the same, with top-k, min-p or top-p
+	loops     map[int]*gm.Exec // Chain's steps as one program, by step count (Options.DeviceLoop)
 	nRoutes   int
 	pending   *tensors.Tensor // the last step's routes, freed by the next step
 }
@@ -444,6 +445,9 @@ func (s *Stepper) Close() {
 		if e != nil {
 			e.Finalize()
 		}
+	}
+	for _, e := range s.loops {
+		e.Finalize()
 	}
 	for _, c := range s.caches {
 		c.FinalizeAll()

@@ -103,6 +103,7 @@ type benchDecodeCmd struct {
 	Chain     bool   `default:"true" negatable:"" help:"Also time chained decoding (each step fed from the device, model.Stepper.Chain): greedy, and sampled on the device at temperature 1 with top-p 0.95 (ChainSample)."`
 	Select    string `default:"sort" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: sort (the backend's TopK), or digits (radix select over 8-bit digits, model.Options.DigitTopK; docs/engine.md)."`
 	Write     string `name:"cache-write" default:"scatter" enum:"scatter,rows" help:"On XLA, how a step of several rows writes their cache slots: scatter (one for the batch) or rows (a DynamicUpdateSlice per row, model.Options.RowWrites; docs/engine.md)."`
+	ChainLoop bool   `name:"chain-loop" help:"Run each greedy chain as one program, a loop on the device (model.Options.DeviceLoop). XLA with --select digits only."`
 	Out       string `help:"Write the results as JSON here."`
 }
 
@@ -111,6 +112,7 @@ type decodeReport struct {
 	Device       string         `json:"device"`
 	Select       string         `json:"select"`
 	CacheWrite   string         `json:"cache_write"`
+	ChainLoop    bool           `json:"chain_loop"`
 	Params       int64          `json:"params"`
 	BandwidthGBs float64        `json:"bandwidth_gb_s"`
 	Decode       []decodePoint  `json:"decode"`
@@ -141,6 +143,10 @@ func (c *benchDecodeCmd) Run() error {
 		return err
 	}
 	rep := decodeReport{Device: backend.Description(), Params: m.Config.Count().Total}
+	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.Select == "digits", RowWrites: c.Write == "rows", DeviceLoop: c.ChainLoop}
+	if c.ChainLoop && !(opts.NativeTopK && opts.DigitTopK) {
+		return fmt.Errorf("--chain-loop needs the XLA backend and --select digits (a loop on the device cannot hold the sort of --select sort, and the Go backend cannot run it)")
+	}
 	bw, err := engine.MeasureBandwidth(backend, c.Bandwidth)
 	if err != nil {
 		return err
@@ -155,8 +161,7 @@ func (c *benchDecodeCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("--context: %w", err)
 	}
-	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.Select == "digits", RowWrites: c.Write == "rows"}
-	rep.Select, rep.CacheWrite = c.Select, c.Write
+	rep.Select, rep.CacheWrite, rep.ChainLoop = c.Select, c.Write, c.ChainLoop
 	if !backend.Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
 		rep.CacheWrite = "scatter" // no row writes without DynamicUpdateSlice (the Go backend)
 	}
