@@ -153,10 +153,14 @@ func (s *Stepper) loopSteps(scope *gm.Scope, in []*graph.Node, n int) []*graph.N
 		vars = append(vars, v)
 		weights = append(weights, v.NodeValue(g))
 	}
+	// The loop's own constants are made with ConstTensor, which GoMLX does
+	// not cache per graph (as it does Scalar and Zeros): a cached constant
+	// made here would be what the closures get when they ask for the same
+	// value, a value from outside them.
 	init := append([]*graph.Node{
-		graph.ScalarZero(g, dtypes.Int32), // step
-		in[0],                             // state [rows, 2]
-		graph.Zeros(g, shapes.Make(dtypes.Int32, n, rows)), // tokens [n, rows]
+		graph.ConstTensor(g, tensors.FromScalar(int32(0))), // step
+		in[0], // state [rows, 2]
+		graph.ConstTensor(g, tensors.FromShape(shapes.Make(dtypes.Int32, n, rows))), // tokens [n, rows]
 	}, in[1:]...)
 	nc := len(in) - 1
 	init = append(init, weights...)
@@ -167,9 +171,8 @@ func (s *Stepper) loopSteps(scope *gm.Scope, in []*graph.Node, n int) []*graph.N
 		}
 		return ps
 	}
-	bound := graph.Scalar(g, dtypes.Int32, n)
 	cond := graph.NewClosure(g, func(g *graph.Graph) []*graph.Node {
-		return []*graph.Node{graph.LessThan(params(g)[0], bound)}
+		return []*graph.Node{graph.LessThan(params(g)[0], graph.ConstTensor(g, tensors.FromScalar(int32(n))))}
 	})
 	body := graph.NewClosure(g, func(g *graph.Graph) []*graph.Node {
 		ps := params(g)
