@@ -113,24 +113,17 @@ func (s *Stepper) loopable() bool {
 
 // chainLoop runs Chain's n steps as one program (Options.DeviceLoop).
 func (s *Stepper) chainLoop(state *tensors.Tensor, n int) ([][]int32, error) {
-	exec := s.loops[n]
-	if exec == nil {
-		var err error
-		if exec, err = gm.NewExec(s.backend, s.m.Store, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
-			return s.loopSteps(scope, in, n)
-		}); err != nil {
-			return nil, err
-		}
-		if s.loops == nil {
-			s.loops = map[int]*gm.Exec{}
-		}
-		s.loops[n] = exec
+	exec, err := s.loopExec(fmt.Sprintf("greedy/%d", n), func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+		return s.greedyLoop(scope, in, n)
+	})
+	if err != nil {
+		return nil, err
 	}
 	outs, err := s.execDonating(exec, state)
 	if err != nil {
 		return nil, err
 	}
-	flat := tensors.MustCopyFlatData[int32](outs[0]) // [n, rows]
+	flat := tensors.MustCopyFlatData[int32](outs[0]) // [n, rows, 1]
 	outs[0].FinalizeAll()
 	out := make([][]int32, n)
 	for i := range out {
@@ -139,14 +132,84 @@ func (s *Stepper) chainLoop(state *tensors.Tensor, n int) ([][]int32, error) {
 	return out, nil
 }
 
-// loopSteps: in = state [rows, 2], caches… → caches…, tokens [n, rows]: n
-// chainSteps in a loop on the device. The loop carries the step counter,
-// the chain state, the tokens so far, the caches and every weight: the
-// weights enter the body as loop values passed on unchanged, so the body
-// refers to no value outside it.
-func (s *Stepper) loopSteps(scope *gm.Scope, in []*graph.Node, n int) []*graph.Node {
+// sampleLoop runs ChainSample's n steps as one program (Options.DeviceLoop).
+func (s *Stepper) sampleLoop(state, how, rng *tensors.Tensor, truncated bool, n int) ([][]ChainToken, error) {
+	exec, err := s.loopExec(fmt.Sprintf("sampled/%d/%t", n, truncated), func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+		return s.sampledLoop(scope, in, n, truncated)
+	})
+	if err != nil {
+		return nil, err
+	}
+	outs, err := s.execDonating(exec, state, how, rng)
+	if err != nil {
+		return nil, err
+	}
+	drawn := tensors.MustCopyFlatData[float32](outs[0]) // [n, rows, 3]
+	outs[0].FinalizeAll()
+	out := make([][]ChainToken, n)
+	for i := range out {
+		out[i] = make([]ChainToken, s.rows)
+		for b := range out[i] {
+			d := drawn[3*(i*s.rows+b):]
+			out[i][b] = ChainToken{ID: int32(d[0]), Logprob: d[1], SampleLogprob: d[2]}
+		}
+	}
+	return out, nil
+}
+
+// greedyLoop: in = state [rows, 2], caches… → caches…, tokens [n, rows, 1]:
+// n chainSteps in one device loop.
+func (s *Stepper) greedyLoop(scope *gm.Scope, in []*graph.Node, n int) []*graph.Node {
+	return s.deviceLoop(scope, in, 1, n, shapes.Make(dtypes.Int32, s.rows, 1),
+		func(scope *gm.Scope, carried, caches []*graph.Node) ([]*graph.Node, []*graph.Node, *graph.Node) {
+			outs := s.chainStep(scope, append(carried, caches...))
+			next := outs[len(caches)] // [rows, 2]
+			return outs[:len(caches)], []*graph.Node{next}, graph.Slice(next, graph.AxisRange(), graph.AxisElem(0))
+		})
+}
+
+// sampledLoop: in = state [rows, 2], draws [rows, 4], RNG state, caches… →
+// caches…, drawn [n, rows, 3]: n sampleSteps in one device loop.
+func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, truncated bool) []*graph.Node {
+	return s.deviceLoop(scope, in, 3, n, shapes.Make(dtypes.Float32, s.rows, 3),
+		func(scope *gm.Scope, carried, caches []*graph.Node) ([]*graph.Node, []*graph.Node, *graph.Node) {
+			outs := s.sampleStep(scope, append(carried, caches...), truncated)
+			nc := len(caches)
+			// The draws stay as they are; the state and the generator move on.
+			return outs[:nc], []*graph.Node{outs[nc], carried[1], outs[nc+1]}, outs[nc+2]
+		})
+}
+
+// loopExec returns the device loop's executor of this kind, building it on
+// first use.
+func (s *Stepper) loopExec(kind string, fn func(*gm.Scope, []*graph.Node) []*graph.Node) (*gm.Exec, error) {
+	if e := s.loops[kind]; e != nil {
+		return e, nil
+	}
+	e, err := gm.NewExec(s.backend, s.m.Store, fn)
+	if err != nil {
+		return nil, err
+	}
+	if s.loops == nil {
+		s.loops = map[string]*gm.Exec{}
+	}
+	s.loops[kind] = e
+	return e, nil
+}
+
+// loopStep is one step of a device loop: the carried values and the caches
+// in; the updated caches, the carried values for the next step and this
+// step's output [rows, w] out.
+type loopStep func(scope *gm.Scope, carried, caches []*graph.Node) (cachesOut, carriedOut []*graph.Node, out *graph.Node)
+
+// deviceLoop runs step n times in one While: in = carried (k values)…,
+// caches… → caches…, outputs [n, rows, w] (each step's out, of shape
+// outShape). The loop carries the step counter, the carried values, the
+// outputs so far, the caches and every weight: the weights enter the body as
+// loop values passed on unchanged, so the body refers to no value outside
+// it.
+func (s *Stepper) deviceLoop(scope *gm.Scope, in []*graph.Node, k, n int, outShape shapes.Shape, step loopStep) []*graph.Node {
 	g := in[0].Graph()
-	rows := in[0].Shape().Dim(0)
 	var vars []*gm.Variable
 	var weights []*graph.Node
 	for v := range s.m.Store.IterVariables() {
@@ -157,12 +220,12 @@ func (s *Stepper) loopSteps(scope *gm.Scope, in []*graph.Node, n int) []*graph.N
 	// not cache per graph (as it does Scalar and Zeros): a cached constant
 	// made here would be what the closures get when they ask for the same
 	// value, a value from outside them.
-	init := append([]*graph.Node{
-		graph.ConstTensor(g, tensors.FromScalar(int32(0))), // step
-		in[0], // state [rows, 2]
-		graph.ConstTensor(g, tensors.FromShape(shapes.Make(dtypes.Int32, n, rows))), // tokens [n, rows]
-	}, in[1:]...)
-	nc := len(in) - 1
+	accShape := shapes.Make(outShape.DType, append([]int{n}, outShape.Dimensions...)...)
+	init := []*graph.Node{graph.ConstTensor(g, tensors.FromScalar(int32(0)))} // step
+	init = append(init, in[:k]...)
+	init = append(init, graph.ConstTensor(g, tensors.FromShape(accShape))) // outputs [n, rows, w]
+	init = append(init, in[k:]...)
+	nc := len(in) - k
 	init = append(init, weights...)
 	params := func(g *graph.Graph) []*graph.Node {
 		ps := make([]*graph.Node, len(init))
@@ -176,23 +239,24 @@ func (s *Stepper) loopSteps(scope *gm.Scope, in []*graph.Node, n int) []*graph.N
 	})
 	body := graph.NewClosure(g, func(g *graph.Graph) []*graph.Node {
 		ps := params(g)
-		i, state, toks, caches, ws := ps[0], ps[1], ps[2], ps[3:3+nc], ps[3+nc:]
+		i, carried, acc, caches, ws := ps[0], ps[1:1+k], ps[1+k], ps[2+k:2+k+nc], ps[2+k+nc:]
 		for j, v := range vars {
 			v.SetNodeValue(ws[j])
 		}
-		outs := s.chainStep(scope, append([]*graph.Node{state}, caches...))
-		next := outs[nc]                                                                                          // [rows, 2]
-		at := graph.ConvertDType(graph.Equal(graph.Iota(g, shapes.Make(dtypes.Int32, n, 1), 0), i), dtypes.Int32) // [n, 1]
-		tok := graph.Reshape(graph.Slice(next, graph.AxisRange(), graph.AxisElem(0)), 1, rows)                    // [1, rows]
-		toks = graph.Add(toks, graph.Mul(at, tok))
-		return append(append([]*graph.Node{graph.AddScalar(i, 1), next, toks}, outs[:nc]...), ws...)
+		cachesOut, carriedOut, out := step(scope, carried, caches)
+		at := graph.Equal(graph.Iota(g, shapes.Make(dtypes.Int32, accShape.Dimensions...), 0), i) // [n, rows, w]: this step's slots
+		acc = graph.Where(at, graph.BroadcastToShape(graph.ExpandAxes(out, 0), accShape), acc)
+		next := append([]*graph.Node{graph.AddScalar(i, 1)}, carriedOut...)
+		next = append(next, acc)
+		next = append(next, cachesOut...)
+		return append(next, ws...)
 	})
 	// The body pointed the weights at its own values; point them back.
 	for j, v := range vars {
 		v.SetNodeValue(weights[j])
 	}
 	final := graph.While(cond, body, init...)
-	return append(final[3:3+nc], final[2])
+	return append(final[2+k:2+k+nc], final[1+k])
 }
 
 // chainTokens copies a chain state's tokens to the host.
@@ -273,6 +337,12 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	}
 	how := tensors.FromFlatDataAndDimensions(params, s.rows, 4)
 	defer how.FinalizeAll()
+	if s.loopable() && (!truncated || s.opts.NativeTopK) {
+		// A truncated draw without digits sorts the vocabulary: no loop.
+		state := chainState(tokens, pos)
+		defer func() { state.FinalizeAll(); rng.FinalizeAll() }()
+		return s.sampleLoop(state, how, rng, truncated, n)
+	}
 	state := chainState(tokens, pos)
 	var drawn *tensors.Tensor // [rows, 3]: id, logprob, sample logprob of the last step
 	defer func() {

@@ -195,6 +195,12 @@ func TestChainSample(t *testing.T) {
 	// The cut by sorting the vocabulary, and by digit search (DigitTopK).
 	t.Run("sorted", func(t *testing.T) { testChainSample(t, f, model.Options{}) })
 	t.Run("digits", func(t *testing.T) { testChainSample(t, f, model.Options{NativeTopK: true, DigitTopK: true}) })
+	t.Run("device loop", func(t *testing.T) {
+		if !testutil.Backend(t).Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
+			t.Skip("the device loop runs on XLA only (Stepper.loopable); TestLoopStepsGraph builds it here")
+		}
+		testChainSample(t, f, model.Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true})
+	})
 }
 
 func testChainSample(t *testing.T, f *fixture, opts model.Options) {

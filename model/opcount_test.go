@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -97,7 +98,8 @@ func decodeOpCounts(t testing.TB, layers, rows int, opts Options, xla bool) map[
 func decodeGraph(t testing.TB, layers, rows int, opts Options, xla bool) (outs, ins []*graph.Node) {
 	t.Helper()
 	s := graphStepper(t, layers, rows, opts, xla)
-	return buildStep(t, s, layers, 3, s.stepAll) // packed tokens, positions, last (T = 1)
+	// packed tokens, positions, last (T = 1)
+	return buildStep(t, s, layers, []shapes.Shape{shapes.Make(dtypes.Int32, rows, 3)}, s.stepAll)
 }
 
 // graphStepper is a Stepper of a small random DSA model for building graphs
@@ -126,9 +128,9 @@ func graphStepper(t testing.TB, layers, rows int, opts Options, xla bool) *Stepp
 	return &Stepper{m: m, backend: backend, opts: opts, perLayer: 2, rows: rows, capacity: 64}
 }
 
-// buildStep compiles (never runs) fn for s, whose first input is int32
-// [rows, width] and the rest the caches, and returns fn's outputs and inputs.
-func buildStep(t testing.TB, s *Stepper, layers, width int, fn func(*gm.Scope, []*graph.Node) []*graph.Node) (outs, ins []*graph.Node) {
+// buildStep compiles (never runs) fn for s, whose inputs are lead followed
+// by the caches, and returns fn's outputs and inputs.
+func buildStep(t testing.TB, s *Stepper, layers int, lead []shapes.Shape, fn func(*gm.Scope, []*graph.Node) []*graph.Node) (outs, ins []*graph.Node) {
 	t.Helper()
 	exec, err := gm.NewExec(s.backend, s.m.Store, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 		ins = in
@@ -139,7 +141,7 @@ func buildStep(t testing.TB, s *Stepper, layers, width int, fn func(*gm.Scope, [
 		t.Fatal(err)
 	}
 	defer exec.Finalize()
-	in := []shapes.Shape{shapes.Make(dtypes.Int32, s.rows, width)}
+	in := slices.Clone(lead)
 	for range layers {
 		for _, w := range s.widths() {
 			in = append(in, shapes.Make(s.cacheDType(), s.rows, s.capacity, w))
@@ -257,11 +259,12 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// TestLoopStepsGraph builds Options.DeviceLoop's program as for XLA (the Go
-// backend cannot run it; Stepper.loopable says why): n chain steps in one
-// While, returning the updated caches and the tokens [n, rows], with every
-// weight passed through the loop and none left marked as changed (else the
-// executor would write the weights back after each chain).
+// TestLoopStepsGraph builds Options.DeviceLoop's programs as for XLA (the
+// Go backend cannot run them; Stepper.loopable says why): n greedy or
+// sampled chain steps in one While, returning the updated caches and each
+// step's output, with every weight passed through the loop and none left
+// marked as changed (else the executor would write the weights back after
+// each chain).
 func TestLoopStepsGraph(t *testing.T) {
 	const layers, rows, n = 2, 2, 5
 	opts := Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true}
@@ -269,33 +272,52 @@ func TestLoopStepsGraph(t *testing.T) {
 	if !s.loopable() {
 		t.Fatal("the device loop is not used for an XLA-like backend with digit selection")
 	}
-	var changed []string
-	outs, ins := buildStep(t, s, layers, 2, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
-		outs := s.loopSteps(scope, in, n)
-		for v := range s.m.Store.IterVariables() {
-			if v.ChangedInGraph(in[0].Graph()) {
-				changed = append(changed, v.Path())
+	state := shapes.Make(dtypes.Int32, rows, 2)
+	for _, c := range []struct {
+		name string
+		lead []shapes.Shape
+		loop func(*gm.Scope, []*graph.Node) []*graph.Node
+		out  shapes.Shape
+	}{
+		{"greedy", []shapes.Shape{state},
+			func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.greedyLoop(scope, in, n) },
+			shapes.Make(dtypes.Int32, n, rows, 1)},
+		{"sampled, truncated", []shapes.Shape{state, shapes.Make(dtypes.Float32, rows, 4), graph.RNGStateShape},
+			func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.sampledLoop(scope, in, n, true) },
+			shapes.Make(dtypes.Float32, n, rows, 3)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var changed []string
+			outs, ins := buildStep(t, s, layers, c.lead, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+				outs := c.loop(scope, in)
+				for v := range s.m.Store.IterVariables() {
+					if v.ChangedInGraph(in[0].Graph()) {
+						changed = append(changed, v.Path())
+					}
+				}
+				return outs
+			})
+			if len(changed) > 0 {
+				t.Errorf("weights left marked as changed by the loop: %v", changed)
 			}
-		}
-		return outs
-	})
-	if len(changed) > 0 {
-		t.Errorf("weights left marked as changed by the loop: %v", changed)
-	}
-	caches := ins[1:]
-	if len(outs) != len(caches)+1 {
-		t.Fatalf("%d outputs, want the %d caches and the tokens", len(outs), len(caches))
-	}
-	for i, c := range caches {
-		if !outs[i].Shape().Equal(c.Shape()) {
-			t.Errorf("cache %d comes back %s, went in %s", i, outs[i].Shape(), c.Shape())
-		}
-	}
-	if got, want := outs[len(caches)].Shape(), shapes.Make(dtypes.Int32, n, rows); !got.Equal(want) {
-		t.Errorf("tokens %s, want %s", got, want)
-	}
-	if in := outs[0].Inputs(); outs[0].Type() != graph.NodeTypeSplitNode || len(in) != 1 || in[0].Type() != graph.NodeTypeWhile {
-		t.Errorf("caches come from a %s, want one of the While's results", outs[0].Type())
+			caches := ins[len(c.lead):]
+			if len(outs) != len(caches)+1 {
+				t.Fatalf("%d outputs, want the %d caches and the steps' outputs", len(outs), len(caches))
+			}
+			for i, cache := range caches {
+				if !outs[i].Shape().Equal(cache.Shape()) {
+					t.Errorf("cache %d comes back %s, went in %s", i, outs[i].Shape(), cache.Shape())
+				}
+			}
+			if got := outs[len(caches)].Shape(); !got.Equal(c.out) {
+				t.Errorf("steps' outputs %s, want %s", got, c.out)
+			}
+			for _, o := range outs {
+				if in := o.Inputs(); o.Type() != graph.NodeTypeSplitNode || len(in) != 1 || in[0].Type() != graph.NodeTypeWhile {
+					t.Errorf("an output comes from a %s, want one of the While's results", o.Type())
+				}
+			}
+		})
 	}
 	for _, c := range []struct {
 		name string

@@ -27,11 +27,11 @@ type Stepper struct {
 	perLayer int
 	caches   []*tensors.Tensor // layer-major: [latent | rope key], [index key]
 
-	all, one  *gm.Exec // every row; one dynamic row
-	chain     *gm.Exec // greedy steps fed from the device (Chain), built on first use
-	sampled   *gm.Exec // steps that draw at a temperature (ChainSample), built on first use
-	truncated *gm.Exec // the same, with top-k, min-p or top-p
-	loops     map[int]*gm.Exec // Chain's steps as one program, by step count (Options.DeviceLoop)
+	all, one  *gm.Exec            // every row; one dynamic row
+	chain     *gm.Exec            // greedy steps fed from the device (Chain), built on first use
+	sampled   *gm.Exec            // steps that draw at a temperature (ChainSample), built on first use
+	truncated *gm.Exec            // the same, with top-k, min-p or top-p
+	loops     map[string]*gm.Exec // chains as one program, by kind and step count (Options.DeviceLoop)
 	nRoutes   int
 	pending   *tensors.Tensor // the last step's routes, freed by the next step
 }
