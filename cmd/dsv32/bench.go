@@ -103,7 +103,7 @@ type benchDecodeCmd struct {
 	Chain     bool   `default:"true" negatable:"" help:"Also time chained decoding (each step fed from the device, model.Stepper.Chain): greedy, and sampled on the device at temperature 1 with top-p 0.95 (ChainSample)."`
 	Select    string `default:"sort" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: sort (the backend's TopK), or digits (radix select over 8-bit digits, model.Options.DigitTopK; docs/engine.md)."`
 	Write     string `name:"cache-write" default:"scatter" enum:"scatter,rows" help:"On XLA, how a step of several rows writes their cache slots: scatter (one for the batch) or rows (a DynamicUpdateSlice per row, model.Options.RowWrites; docs/engine.md)."`
-	ChainLoop bool   `name:"chain-loop" help:"Run each greedy chain as one program, a loop on the device (model.Options.DeviceLoop). XLA with --select digits only."`
+	ChainLoop bool   `name:"chain-loop" help:"Run each chain (greedy and sampled) as one program, a loop on the device (model.Options.DeviceLoop). XLA with --select digits only."`
 	Out       string `help:"Write the results as JSON here."`
 }
 
