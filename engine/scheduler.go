@@ -247,7 +247,8 @@ func (s *scheduler) admit() error {
 // resize makes the stepper rows × capacity, keeping rows in place.
 func (s *scheduler) resize(rows, capacity int) error {
 	if s.st == nil {
-		st, err := s.e.m.NewStepper(s.e.backend, rows, capacity, model.Options{Dense: s.e.cfg.Dense, NativeTopK: s.e.cfg.NativeTopK, DigitTopK: s.e.cfg.DigitTopK})
+		st, err := s.e.m.NewStepper(s.e.backend, rows, capacity, model.Options{Dense: s.e.cfg.Dense, NativeTopK: s.e.cfg.NativeTopK, DigitTopK: s.e.cfg.DigitTopK,
+			DeviceLoop: s.e.cfg.DeviceLoop})
 		if err != nil {
 			return err
 		}

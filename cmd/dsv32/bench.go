@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -107,6 +108,10 @@ type benchDecodeCmd struct {
 	Out       string `help:"Write the results as JSON here."`
 }
 
+// errChainLoop is --chain-loop's refusal where the device loop cannot run
+// (model.Stepper.loopable says why).
+var errChainLoop = errors.New("--chain-loop needs the XLA backend and --select digits (a loop on the device cannot hold the sort of --select sort, and the Go backend cannot run it)")
+
 // decodeReport is what `bench decode` writes.
 type decodeReport struct {
 	Device       string         `json:"device"`
@@ -145,7 +150,7 @@ func (c *benchDecodeCmd) Run() error {
 	rep := decodeReport{Device: backend.Description(), Params: m.Config.Count().Total}
 	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.Select == "digits", RowWrites: c.Write == "rows", DeviceLoop: c.ChainLoop}
 	if c.ChainLoop && !(opts.NativeTopK && opts.DigitTopK) {
-		return fmt.Errorf("--chain-loop needs the XLA backend and --select digits (a loop on the device cannot hold the sort of --select sort, and the Go backend cannot run it)")
+		return errChainLoop
 	}
 	bw, err := engine.MeasureBandwidth(backend, c.Bandwidth)
 	if err != nil {

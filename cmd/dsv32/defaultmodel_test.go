@@ -90,3 +90,13 @@ func TestRunDefaultModel(t *testing.T) {
 	}
 	t.Logf("run \"Hello\" → %q", out)
 }
+
+// TestRunChainLoopRefused: --chain-loop where the device loop cannot run
+// (the Go backend) is a clear error, not a silent fallback.
+func TestRunChainLoopRefused(t *testing.T) {
+	useTempCache(t)
+	err := runCLI(t, "run", "--chain-loop", "--max-tokens", "2", "Hello")
+	if err == nil || !strings.Contains(err.Error(), "--chain-loop needs the XLA backend") {
+		t.Fatalf("run --chain-loop on the Go backend: error %v, want one saying it needs XLA", err)
+	}
+}
