@@ -13,6 +13,7 @@ import (
 	"github.com/dsv32/dsv32/engine"
 	"github.com/dsv32/dsv32/internal/testutil"
 	"github.com/dsv32/dsv32/model"
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 )
 
@@ -222,10 +223,15 @@ func TestChainedDecoding(t *testing.T) {
 	// Also with the digit search selecting the indexer's keys and cutting
 	// top-k and top-p (engine.Config.DigitTopK; on the Go backend the native
 	// TopK it stands beside is a sort).
-	for _, cfg := range []engine.Config{
+	cfgs := []engine.Config{
 		{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4},
 		{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true, DigitTopK: true},
-	} {
+	}
+	if testutil.Backend(t).Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
+		// And with each chain one loop on the device (XLA only: model.Stepper.loopable).
+		cfgs = append(cfgs, engine.Config{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true, DigitTopK: true, DeviceLoop: true})
+	}
+	for _, cfg := range cfgs {
 		e, _ := newEngine(t, cfg)
 		results := make([]*engine.Result, len(withUnseeded))
 		var wg sync.WaitGroup
