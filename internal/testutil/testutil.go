@@ -69,6 +69,12 @@ func Backend(t testing.TB) compute.Backend {
 				// layer, against 7e-7 without them).
 				os.Setenv("XLA_FLAGS", strings.TrimSpace(f+" --xla_gpu_enable_triton_gemm=false"))
 			}
+			if f := os.Getenv("XLA_FLAGS"); !strings.Contains(f, "xla_gpu_autotune_level") {
+				// Tests compile many small programs once each: autotuning
+				// their kernels costs more than it could save (the engine's
+				// tests spent about ten minutes on the H200, mostly compiling).
+				os.Setenv("XLA_FLAGS", f+" --xla_gpu_autotune_level=0")
+			}
 		}
 		backend, backendErr = compute.NewWithConfig(cfg)
 	})
