@@ -192,12 +192,15 @@ func digitSearch(key, w, want *graph.Node) *graph.Node {
 	// The keys run along the last axis, so each sum is a row reduction,
 	// XLA's fastest kind; reducing [R, S, 255] over S took 57 µs a pass at
 	// R = 8, S = 32K on the H200.
-	ke := graph.ExpandAxes(key, 1)                                                       // [R, 1, S]
+	// The wide comparisons run on int32, shifted down by 2³¹ (the same
+	// order): GPUs compare int64 in several instructions.
+	signed := func(x *graph.Node) *graph.Node { return graph.ConvertDType(graph.AddScalar(x, -(1<<31)), dtypes.Int32) }
+	ke := graph.ExpandAxes(signed(key), 1)                                               // [R, 1, S]
 	digits := graph.AddScalar(graph.Iota(g, shapes.Make(dtypes.Int64, 1, 255, 1), 1), 1) // [1, 255, 1]: 1 … 255
 	prefix := graph.Zeros(g, shapes.Make(dtypes.Int64, R, 1, 1))                         // the answer's digits so far
 	for shift := 24; shift >= 0; shift -= 8 {
-		cand := graph.Add(prefix, graph.MulScalar(digits, float64(int64(1)<<shift))) // [R, 255, 1]
-		hit := graph.ConvertDType(graph.GreaterOrEqual(ke, cand), dtypes.Float32)    // [R, 255, S]
+		cand := graph.Add(prefix, graph.MulScalar(digits, float64(int64(1)<<shift)))      // [R, 255, 1]
+		hit := graph.ConvertDType(graph.GreaterOrEqual(ke, signed(cand)), dtypes.Float32) // [R, 255, S]
 		if w != nil {
 			hit = graph.Mul(hit, graph.ExpandAxes(w, 1))
 		}
