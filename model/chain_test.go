@@ -62,12 +62,17 @@ func newChainStart(t *testing.T, f *fixture, capacity int, opts model.Options) c
 func TestChainMatchesSteps(t *testing.T) {
 	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
 	t.Run("steps", func(t *testing.T) { testChainMatchesSteps(t, f, model.Options{}) })
-	t.Run("device loop", func(t *testing.T) {
-		if !testutil.Backend(t).Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
-			t.Skip("the device loop runs on XLA only (Stepper.loopable); TestLoopStepsGraph builds it here")
-		}
-		testChainMatchesSteps(t, f, model.Options{DeviceLoop: true, NativeTopK: true, DigitTopK: true})
-	})
+	t.Run("device loop", func(t *testing.T) { testChainMatchesSteps(t, f, deviceLoopOpts(t)) })
+}
+
+// deviceLoopOpts are the options under which chains run as one loop on the
+// device; it skips the test where they cannot (the Go backend).
+func deviceLoopOpts(t *testing.T) model.Options {
+	t.Helper()
+	if !testutil.Backend(t).Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
+		t.Skip("the device loop runs on XLA only (Stepper.loopable); TestLoopStepsGraph builds it here")
+	}
+	return model.Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true}
 }
 
 func testChainMatchesSteps(t *testing.T, f *fixture, opts model.Options) {
@@ -195,12 +200,7 @@ func TestChainSample(t *testing.T) {
 	// The cut by sorting the vocabulary, and by digit search (DigitTopK).
 	t.Run("sorted", func(t *testing.T) { testChainSample(t, f, model.Options{}) })
 	t.Run("digits", func(t *testing.T) { testChainSample(t, f, model.Options{NativeTopK: true, DigitTopK: true}) })
-	t.Run("device loop", func(t *testing.T) {
-		if !testutil.Backend(t).Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
-			t.Skip("the device loop runs on XLA only (Stepper.loopable); TestLoopStepsGraph builds it here")
-		}
-		testChainSample(t, f, model.Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true})
-	})
+	t.Run("device loop", func(t *testing.T) { testChainSample(t, f, deviceLoopOpts(t)) })
 }
 
 func testChainSample(t *testing.T, f *fixture, opts model.Options) {
