@@ -104,12 +104,17 @@ func (s *Stepper) chainStep(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 // NativeTopK). The Go backend is left out: it compiles a closure before its
 // graph passes rewire the closure's nodes, then miscounts their uses
 // ("input … not computed yet"), so only XLA (with DynamicUpdateSlice) runs
-// the loop.
+// the loop. While itself is not asked for: go-xla v0.4.1 implements it but
+// leaves it out of its capabilities.
 func (s *Stepper) loopable() bool {
 	c := s.backend.Capabilities()
-	return s.opts.DeviceLoop && c.Functions && c.Operations[compute.OpTypeWhile] &&
-		c.Operations[compute.OpTypeDynamicUpdateSlice] && (!s.opts.NativeTopK || s.opts.DigitTopK)
+	return s.opts.DeviceLoop && c.Functions && c.Operations[compute.OpTypeDynamicUpdateSlice] &&
+		(!s.opts.NativeTopK || s.opts.DigitTopK)
 }
+
+// DeviceLoop reports whether Chain and ChainSample run as one loop on the
+// device: Options.DeviceLoop was asked for and this backend can run it.
+func (s *Stepper) DeviceLoop() bool { return s.loopable() }
 
 // chainLoop runs Chain's n steps as one program (Options.DeviceLoop).
 func (s *Stepper) chainLoop(state *tensors.Tensor, n int) ([][]int32, error) {

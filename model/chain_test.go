@@ -75,6 +75,16 @@ func deviceLoopOpts(t *testing.T) model.Options {
 	return model.Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true}
 }
 
+// checkLoop fails the test if st was asked for a loop on the device and
+// would not run one: a silent fallback to a program a step would pass every
+// comparison.
+func checkLoop(t *testing.T, st *model.Stepper, opts model.Options) {
+	t.Helper()
+	if opts.DeviceLoop && !st.DeviceLoop() {
+		t.Fatal("the stepper does not run its chains as a loop on the device")
+	}
+}
+
 func testChainMatchesSteps(t *testing.T, f *fixture, opts model.Options) {
 	V := f.m.Config.VocabSize
 	const n, capacity = 6, 24
@@ -95,6 +105,7 @@ func testChainMatchesSteps(t *testing.T, f *fixture, opts model.Options) {
 	}
 
 	st := c.prefilled()
+	checkLoop(t, st, opts)
 	got, err := st.Chain(first, pos, n)
 	if err != nil {
 		t.Fatal(err)
@@ -209,6 +220,7 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 	c := newChainStart(t, f, capacity, opts)
 	first, pos := c.first, c.pos
 	st, ref := c.prefilled(), c.prefilled()
+	checkLoop(t, st, opts)
 
 	for _, draws := range [][]model.Draw{
 		{{}, {Temperature: 0.7}},

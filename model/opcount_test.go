@@ -121,6 +121,11 @@ func graphStepper(t testing.TB, layers, rows int, opts Options, xla bool) *Stepp
 		t.Fatal(err)
 	}
 	backend := testutil.Backend(t)
+	if backend.Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
+		// xlaLike dresses the Go backend; on XLA itself the programs run
+		// (the chain, row-write and fixture tests).
+		t.Skip("graph-structure tests build on the Go backend")
+	}
 	if xla {
 		backend = xlaLike{backend}
 		t.Setenv(graph.FusionEnv, "false") // XLA has no fused ops: Softmax decomposes
