@@ -96,7 +96,9 @@ func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int
 		_, err := st.ChainSample(tokens, p, draws, 1, n)
 		return err
 	}
-	if err := run(2); err != nil { // compiles
+	// The first chain compiles. A device loop's program is made for its step
+	// count, so the warm-up runs as many steps as the timed chain.
+	if err := run(steps); err != nil {
 		return 0, err
 	}
 	t0 := time.Now()

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"slices"
 	"sync"
@@ -502,7 +503,21 @@ func (s *scheduler) chainable() int {
 		// (len(out)+k)-th token.
 		k = min(k, q.maxTokens-len(q.out), s.st.Capacity()-q.fed)
 	}
+	if s.st.DeviceLoop() {
+		k = loopSteps(k)
+	}
 	return k
+}
+
+// loopSteps rounds a chain's k steps down to a power of two when the chain
+// runs as one loop on the device: each step count is a program of its own,
+// so chains of up to ChainSteps steps compile at most log₂ ChainSteps
+// (a one-step "chain" is an ordinary step).
+func loopSteps(k int) int {
+	if k < 1 {
+		return k
+	}
+	return 1 << (bits.Len(uint(k)) - 1)
 }
 
 // chain runs k decode steps on the device (model.Stepper.Chain when every
