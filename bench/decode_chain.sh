@@ -10,6 +10,8 @@
 #
 #   bench/decode_chain.sh OUTDIR
 #   Env: DONORS (.gpu/dsv32-donors), TESTS (.gpu; model-donors.test, engine-donors.test; "" skips the tests),
+#        SUFFIX (-donors: the test binaries' names; "" for `go test -c -tags xla` of the released build),
+#        MODEL_RUN, ENGINE_RUN (-test.run patterns; defaults below),
 #        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (1), TOPK (sort; e.g. "sort digits": --select),
 #        WRITE (scatter; e.g. "scatter rows": --cache-write), LOOP (0; "0 1" adds --chain-loop runs,
 #        digits only), SYNC (1; 0 times asynchronous execution only; with LOOP, synchronous is what the
@@ -25,12 +27,12 @@ root=$(pwd)
 # Aliased and asynchronous together: the stricter of the four combinations.
 # The model's tests that run programs through the stepper or compare logits
 # (its gradient tests do not touch what the switches change).
-declare -A only=([model]='Prefill|Dense|Cached|Chain|Step|FP8|Example|RowWrites|Digit' [engine]='.')
+declare -A only=([model]=${MODEL_RUN:-'Prefill|Dense|Cached|Chain|Step|FP8|Example|RowWrites|Digit'} [engine]=${ENGINE_RUN:-.})
 declare -A limit=([model]=180 [engine]=360)
 for pkg in ${TESTS:+model engine}; do
 	echo "== $pkg tests on XLA, donation aliased, execution asynchronous"
 	(cd "$pkg" && GOXLA_ASYNC_EXECUTE=1 DSV32_TEST_BACKEND="xla:$P" \
-		timeout "${TEST_TIMEOUT:-${limit[$pkg]}}" "$root/$TESTS/$pkg-donors.test" -test.count=1 -test.v -test.run "${only[$pkg]}" \
+		timeout "${TEST_TIMEOUT:-${limit[$pkg]}}" "$root/$TESTS/$pkg${SUFFIX--donors}.test" -test.count=1 -test.v -test.run "${only[$pkg]}" \
 		>"$OUTDIR/$pkg-tests.log" 2>&1)
 	echo "exit $?: $(grep -E "^(--- FAIL|FAIL|PASS|ok)" "$OUTDIR/$pkg-tests.log" | head -5 | tr '\n' ' ')"
 done
