@@ -277,6 +277,9 @@ func TestChainedDecoding(t *testing.T) {
 		}
 		if st := e.Stats(); st.ChainedSteps == 0 {
 			t.Errorf("digits %v: no chained steps for a batch of greedy and unseeded sampled requests", cfg.DigitTopK)
+		} else if looped := st.LoopedSteps > 0; looped != cfg.DeviceLoop || st.LoopedSteps > st.ChainedSteps {
+			// A looping engine must not fall back to a program a step unseen.
+			t.Errorf("device loop %v: %d of %d chained steps ran in device loops", cfg.DeviceLoop, st.LoopedSteps, st.ChainedSteps)
 		}
 	}
 

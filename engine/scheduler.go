@@ -60,6 +60,7 @@ type Stats struct {
 	GeneratedTokens  int64
 	DecodeSteps      int64
 	ChainedSteps     int64 // decode steps run inside chains (Config.ChainSteps)
+	LoopedSteps      int64 // of those, steps run inside one loop on the device (Config.DeviceLoop)
 	Requests         int64
 }
 
@@ -67,7 +68,7 @@ type statsCounters struct {
 	waiting, running, rows, capacity atomic.Int64
 	cacheBytes                       atomic.Int64
 	prompt, generated, steps, reqs   atomic.Int64
-	chained                          atomic.Int64
+	chained, looped                  atomic.Int64
 }
 
 // Stats returns a snapshot.
@@ -78,7 +79,8 @@ func (e *Engine) Stats() Stats {
 		Rows: int(c.rows.Load()), Capacity: int(c.capacity.Load()),
 		CacheBytes: c.cacheBytes.Load(), CacheBudget: e.cfg.MemoryBudget,
 		PromptTokens: c.prompt.Load(), GeneratedTokens: c.generated.Load(),
-		DecodeSteps: c.steps.Load(), ChainedSteps: c.chained.Load(), Requests: c.reqs.Load(),
+		DecodeSteps: c.steps.Load(), ChainedSteps: c.chained.Load(), LoopedSteps: c.looped.Load(),
+		Requests: c.reqs.Load(),
 	}
 }
 
@@ -538,6 +540,7 @@ func (s *scheduler) chain(k int) error {
 		} // a free row decodes token 0 from slot 0: rewritten on admission
 	}
 	var ids [][]Token
+	looped := s.st.LoopedSteps()
 	if sampled {
 		drawn, err := s.st.ChainSample(tokens, pos, draws, int64(s.e.seed.Add(0x9e3779b97f4a7c15)), k)
 		if err != nil {
@@ -565,6 +568,7 @@ func (s *scheduler) chain(k int) error {
 	}
 	s.e.stats.steps.Add(int64(k))
 	s.e.stats.chained.Add(int64(k))
+	s.e.stats.looped.Add(s.st.LoopedSteps() - looped)
 	rows := slices.Clone(s.rows)
 	for _, step := range ids {
 		for i, q := range rows {

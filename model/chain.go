@@ -114,7 +114,12 @@ func (s *Stepper) loopable() bool {
 
 // DeviceLoop reports whether Chain and ChainSample run as one loop on the
 // device: Options.DeviceLoop was asked for and this backend can run it.
+// (ChainSample's truncated draws loop only with NativeTopK.)
 func (s *Stepper) DeviceLoop() bool { return s.loopable() }
+
+// LoopedSteps is how many decode steps this stepper has run inside device
+// loops: what did run, where DeviceLoop says what may.
+func (s *Stepper) LoopedSteps() int64 { return s.looped }
 
 // chainLoop runs Chain's n steps as one program (Options.DeviceLoop).
 func (s *Stepper) chainLoop(state *tensors.Tensor, n int) ([][]int32, error) {
@@ -128,6 +133,7 @@ func (s *Stepper) chainLoop(state *tensors.Tensor, n int) ([][]int32, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.looped += int64(n)
 	flat := tensors.MustCopyFlatData[int32](outs[0]) // [n, rows, 1]
 	outs[0].FinalizeAll()
 	out := make([][]int32, n)
@@ -149,6 +155,7 @@ func (s *Stepper) sampleLoop(state, how, rng *tensors.Tensor, truncated bool, n 
 	if err != nil {
 		return nil, err
 	}
+	s.looped += int64(n)
 	drawn := tensors.MustCopyFlatData[float32](outs[0]) // [n, rows, 3]
 	outs[0].FinalizeAll()
 	out := make([][]ChainToken, n)

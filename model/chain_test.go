@@ -75,13 +75,17 @@ func deviceLoopOpts(t *testing.T) model.Options {
 	return model.Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true}
 }
 
-// checkLoop fails the test if st was asked for a loop on the device and
-// would not run one: a silent fallback to a program a step would pass every
-// comparison.
-func checkLoop(t *testing.T, st *model.Stepper, opts model.Options) {
+// checkLooped fails the test unless st ran its chains' n steps inside
+// device loops exactly when asked to: a silent fallback to a program a step
+// would pass every comparison.
+func checkLooped(t *testing.T, st *model.Stepper, opts model.Options, n int) {
 	t.Helper()
-	if opts.DeviceLoop && !st.DeviceLoop() {
-		t.Fatal("the stepper does not run its chains as a loop on the device")
+	want := int64(n)
+	if !opts.DeviceLoop {
+		want = 0
+	}
+	if st.DeviceLoop() != opts.DeviceLoop || st.LoopedSteps() != want {
+		t.Fatalf("device loop %v, %d steps in loops; asked for a loop: %v, want %d steps", st.DeviceLoop(), st.LoopedSteps(), opts.DeviceLoop, want)
 	}
 }
 
@@ -105,11 +109,11 @@ func testChainMatchesSteps(t *testing.T, f *fixture, opts model.Options) {
 	}
 
 	st := c.prefilled()
-	checkLoop(t, st, opts)
 	got, err := st.Chain(first, pos, n)
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkLooped(t, st, opts, n)
 	if !slices.EqualFunc(got, want, slices.Equal) {
 		t.Fatalf("chained tokens %v, step by step %v", got, want)
 	}
@@ -220,9 +224,8 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 	c := newChainStart(t, f, capacity, opts)
 	first, pos := c.first, c.pos
 	st, ref := c.prefilled(), c.prefilled()
-	checkLoop(t, st, opts)
 
-	for _, draws := range [][]model.Draw{
+	for i, draws := range [][]model.Draw{
 		{{}, {Temperature: 0.7}},
 		{{Temperature: 1, TopK: 5}, {Temperature: 1, TopP: 0.5}},
 		{{Temperature: 0.8, MinP: 0.3}, {Temperature: 1.2, TopK: 40, MinP: 0.05, TopP: 0.3}},
@@ -231,6 +234,7 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		checkLooped(t, st, opts, (i+1)*n)
 		if len(got) != n {
 			t.Fatalf("%v: %d steps drawn, want %d", draws, len(got), n)
 		}

@@ -32,6 +32,7 @@ type Stepper struct {
 	sampled   *gm.Exec            // steps that draw at a temperature (ChainSample), built on first use
 	truncated *gm.Exec            // the same, with top-k, min-p or top-p
 	loops     map[string]*gm.Exec // chains as one program, by kind and step count (Options.DeviceLoop)
+	looped    int64               // decode steps run inside device loops
 	nRoutes   int
 	pending   *tensors.Tensor // the last step's routes, freed by the next step
 }
