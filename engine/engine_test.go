@@ -13,7 +13,6 @@ import (
 	"github.com/dsv32/dsv32/engine"
 	"github.com/dsv32/dsv32/internal/testutil"
 	"github.com/dsv32/dsv32/model"
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 )
 
@@ -227,10 +226,12 @@ func TestChainedDecoding(t *testing.T) {
 		{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4},
 		{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true, DigitTopK: true},
 	}
-	if testutil.Backend(t).Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
-		// And with each chain one loop on the device (XLA only: model.Stepper.loopable).
-		cfgs = append(cfgs, engine.Config{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true, DigitTopK: true, DeviceLoop: true})
+	// And with each chain one loop on the device (model.CanLoop: XLA, and the
+	// Go backend as internal/testutil dresses it).
+	if !model.CanLoop(testutil.Backend(t)) {
+		t.Fatal("the test backend cannot run device loops")
 	}
+	cfgs = append(cfgs, engine.Config{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true, DigitTopK: true, DeviceLoop: true})
 	for _, cfg := range cfgs {
 		e, _ := newEngine(t, cfg)
 		results := make([]*engine.Result, len(withUnseeded))

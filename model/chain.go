@@ -101,15 +101,24 @@ func (s *Stepper) chainStep(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 // no closure of its own: GoMLX v0.28.2 makes every closure a child of the
 // main function, so the sort behind TopK cannot sit in the body, and one-
 // query steps must select by digits (or by radix select, without
-// NativeTopK). The Go backend is left out: it compiles a closure before its
-// graph passes rewire the closure's nodes, then miscounts their uses
-// ("input … not computed yet"), so only XLA (with DynamicUpdateSlice) runs
-// the loop. While itself is not asked for: go-xla v0.4.1 implements it but
-// leaves it out of its capabilities.
+// NativeTopK). Which backends can, CanLoop says.
 func (s *Stepper) loopable() bool {
-	c := s.backend.Capabilities()
-	return s.opts.DeviceLoop && c.Functions && c.Operations[compute.OpTypeDynamicUpdateSlice] &&
-		(!s.opts.NativeTopK || s.opts.DigitTopK)
+	return s.opts.DeviceLoop && (!s.opts.NativeTopK || s.opts.DigitTopK) && CanLoop(s.backend)
+}
+
+// CanLoop reports whether backend runs Options.DeviceLoop's loops: XLA
+// (told by DynamicUpdateSlice; While itself is not asked for, as go-xla
+// v0.4.1 implements it but leaves it out of its capabilities), or a backend
+// with a DeviceLoops method that says so. The Go backend as released cannot:
+// it compiles a closure before its graph passes rewire the closure's nodes,
+// then misses them when it runs ("input … not computed yet").
+// internal/testutil dresses it so that it can, for the tests.
+func CanLoop(backend compute.Backend) bool {
+	if b, ok := backend.(interface{ DeviceLoops() bool }); ok {
+		return b.DeviceLoops()
+	}
+	c := backend.Capabilities()
+	return c.Functions && c.Operations[compute.OpTypeDynamicUpdateSlice]
 }
 
 // DeviceLoop reports whether Chain and ChainSample run as one loop on the

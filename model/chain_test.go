@@ -8,7 +8,6 @@ import (
 
 	"github.com/dsv32/dsv32/internal/testutil"
 	"github.com/dsv32/dsv32/model"
-	"github.com/gomlx/compute"
 )
 
 // argmax is greedy decoding's choice: the first id of the largest logit.
@@ -66,11 +65,11 @@ func TestChainMatchesSteps(t *testing.T) {
 }
 
 // deviceLoopOpts are the options under which chains run as one loop on the
-// device; it skips the test where they cannot (the Go backend).
+// device: on XLA, and on the Go backend as internal/testutil dresses it.
 func deviceLoopOpts(t *testing.T) model.Options {
 	t.Helper()
-	if !testutil.Backend(t).Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
-		t.Skip("the device loop runs on XLA only (Stepper.loopable); TestLoopStepsGraph builds it here")
+	if !model.CanLoop(testutil.Backend(t)) {
+		t.Fatal("the test backend cannot run device loops")
 	}
 	return model.Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true}
 }

@@ -64,8 +64,9 @@ type Options struct {
 	// on the device, instead of n programs the host queues one after the
 	// other: one launch and one wait for all n. A backend whose execution
 	// waits for the device (go-xla as released) needs that to keep the
-	// device busy. XLA only, and with DigitTopK when NativeTopK is set
-	// (Stepper.loopable says why); elsewhere Chain ignores it.
+	// device busy. On backends that CanLoop, and with DigitTopK when
+	// NativeTopK is set (Stepper.loopable says why); elsewhere Chain ignores
+	// it (Stepper.DeviceLoop tells).
 	DeviceLoop bool
 	// LogitsAt (optional, [B] int32) computes the logits of one position per
 	// row only, so Logits is [B, 1, V]: decoding and prefill chunks never pay

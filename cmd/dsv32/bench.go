@@ -149,7 +149,7 @@ func (c *benchDecodeCmd) Run() error {
 	}
 	rep := decodeReport{Device: backend.Description(), Params: m.Config.Count().Total}
 	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.Select == "digits", RowWrites: c.Write == "rows", DeviceLoop: c.ChainLoop}
-	if c.ChainLoop && !(opts.NativeTopK && opts.DigitTopK) {
+	if c.ChainLoop && !(model.CanLoop(backend) && opts.DigitTopK) {
 		return errChainLoop
 	}
 	bw, err := engine.MeasureBandwidth(backend, c.Bandwidth)

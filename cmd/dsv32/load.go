@@ -105,7 +105,7 @@ func (f *modelFlags) load() (*loadedModel, error) {
 		return nil, fmt.Errorf("model %s: tokenizer.json has %d ids, config.json's vocab_size is %d", dir, tok.VocabSize(), m.Config.VocabSize)
 	}
 	step(3)
-	if f.ChainLoop && !(native(backend) && f.Select == "digits") {
+	if f.ChainLoop && !(model.CanLoop(backend) && f.Select == "digits") {
 		return nil, errChainLoop
 	}
 	eng, err := engine.New(m, backend, engine.Config{MaxBatch: f.MaxBatch, MaxContext: f.MaxContext, MemoryBudget: f.MemoryBudget,

@@ -77,6 +77,9 @@ func Backend(t testing.TB) compute.Backend {
 			}
 		}
 		backend, backendErr = compute.NewWithConfig(cfg)
+		if backendErr == nil && cfg == goBackendConfig {
+			backend = loops{backend}
+		}
 	})
 	if backendErr != nil {
 		t.Fatalf("go backend: %v", backendErr)
