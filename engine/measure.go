@@ -105,7 +105,12 @@ func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int
 	if err := run(steps); err != nil {
 		return 0, err
 	}
-	return time.Since(t0).Seconds() * 1000 / float64(steps), nil
+	ms = time.Since(t0).Seconds() * 1000 / float64(steps)
+	if opts.DeviceLoop && st.LoopedSteps() != 2*int64(steps) {
+		// A timing of the host's chain must not pass for the loop's.
+		return 0, fmt.Errorf("chains asked to loop on the device ran %d of %d steps in loops", st.LoopedSteps(), 2*steps)
+	}
+	return ms, nil
 }
 
 // StepBytes counts what one decode step of batch rows over S keys must read:

@@ -33,3 +33,24 @@ func TestMeasurePrefill(t *testing.T) {
 		t.Error("a prefill of 0 tokens: no error")
 	}
 }
+
+// Chains timed with and without device loops, greedy and sampled; a chain
+// asked to loop that did not would be an error, not a timing.
+func TestMeasureChain(t *testing.T) {
+	m, _ := tinyModel(t)
+	loop := model.Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true}
+	for _, c := range []struct {
+		name string
+		d    model.Draw
+		opts model.Options
+	}{
+		{"greedy", model.Draw{}, model.Options{}},
+		{"greedy, device loop", model.Draw{}, loop},
+		{"sampled, device loop", model.Draw{Temperature: 1, TopP: 0.9}, loop},
+	} {
+		ms, err := engine.MeasureChain(m, testutil.Backend(t), 2, 5, 3, c.d, c.opts)
+		if err != nil || !(ms > 0) {
+			t.Errorf("%s: %v ms, %v", c.name, ms, err)
+		}
+	}
+}
