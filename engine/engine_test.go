@@ -297,6 +297,31 @@ func TestChainedDecoding(t *testing.T) {
 	if st := e.Stats(); st.ChainedSteps != 8 {
 		t.Errorf("lone request: %d chained steps, want 8", st.ChainedSteps)
 	}
+
+	// Log-probabilities (without alternatives) come from the device too: a
+	// greedy request asking for them chains, and gets the tokens and
+	// log-probabilities (to float32's rounding) it gets without chains.
+	withLogprobs := func(chain int) ([]engine.Token, engine.Stats) {
+		e, _ := newEngine(t, engine.Config{ChainSteps: chain})
+		res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:12], Params: engine.SampleParams{MaxTokens: 10, Logprobs: true}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Tokens, e.Stats()
+	}
+	on, st := withLogprobs(4)
+	off, _ := withLogprobs(-1)
+	if st.ChainedSteps == 0 {
+		t.Error("a greedy request with logprobs ran no chained steps")
+	}
+	if !slices.Equal(ids(on), ids(off)) {
+		t.Fatalf("greedy with logprobs: chained %v, without chains %v", ids(on), ids(off))
+	}
+	for i := range on {
+		if a, b := on[i].Logprob, off[i].Logprob; !(b < 0) || math.Abs(float64(a-b)) > 1e-4 || on[i].SampleLogprob != 0 {
+			t.Errorf("token %d: chained %+v, without chains %+v", i, on[i], off[i])
+		}
+	}
 }
 
 func TestSeedsAndStops(t *testing.T) {

@@ -271,11 +271,12 @@ func logSoftmaxExp(dst, ex []float64, x []float32, temp float64) (lp, e []float6
 // min-p and top-p, which the device draws from the same distribution but
 // with its own random stream. A seed promises the same tokens for the same
 // request, whatever else runs, so seeded requests are always drawn here.
-// Never when log-probabilities are to be reported.
+// The device reports each token's log-probability (Logprobs) but not the
+// alternatives (TopLogprobs).
 func (s *sampler) onDevice() bool {
 	p := &s.p
 	switch {
-	case p.Logprobs || p.TopLogprobs > 0:
+	case p.TopLogprobs > 0:
 		return false
 	case p.Temperature == 0:
 		return true
@@ -291,12 +292,18 @@ func (s *sampler) draw() model.Draw {
 	return model.Draw{Temperature: float32(s.p.Temperature), TopK: s.p.TopK, MinP: float32(s.p.MinP), TopP: float32(s.p.TopP)}
 }
 
+// wantsLogprob reports whether a greedy token must carry its log-
+// probability, which only ChainSample computes on the device.
+func (s *sampler) wantsLogprob() bool { return s.p.Logprobs }
+
 // take records a token the device drew (see onDevice), as next would have:
-// a greedy token carries no log-probabilities unless asked (and then it is
-// not drawn on the device).
+// a greedy token carries its log-probability only when asked.
 func (s *sampler) take(t Token) Token {
 	if s.p.Temperature == 0 {
-		t = Token{ID: t.ID}
+		t = Token{ID: t.ID, Logprob: t.Logprob}
+		if !s.p.Logprobs {
+			t.Logprob = 0
+		}
 	}
 	s.counts[t.ID]++
 	return t

@@ -523,7 +523,7 @@ func loopSteps(k int) int {
 }
 
 // chain runs k decode steps on the device (model.Stepper.Chain when every
-// row is greedy, ChainSample otherwise) and then gives each row its tokens
+// row is greedy and none asks for log-probabilities, ChainSample otherwise) and then gives each row its tokens
 // in order. A row that finishes part-way drops the rest of its tokens; its
 // cache row is free by then.
 func (s *scheduler) chain(k int) error {
@@ -536,7 +536,7 @@ func (s *scheduler) chain(k int) error {
 		if q != nil {
 			tokens[i], pos[i] = q.tokens[q.fed], int32(q.fed)
 			draws[i] = q.sampler.draw()
-			sampled = sampled || draws[i].Temperature > 0
+			sampled = sampled || draws[i].Temperature > 0 || q.sampler.wantsLogprob()
 		} // a free row decodes token 0 from slot 0: rewritten on admission
 	}
 	var ids [][]Token
