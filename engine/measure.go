@@ -67,15 +67,22 @@ func MeasureDecode(m *model.Model, backend compute.Backend, batch, pos, steps in
 		TokensPerSecond: float64(batch) / ms * 1000, WeightBytes: w, CacheBytes: c}, nil
 }
 
+// ChainTiming is what MeasureChain measured.
+type ChainTiming struct {
+	StepMS  float64 // wall time per step of a compiled chain
+	FirstMS float64 // wall time of the first chain of as many steps, compiling its programs
+}
+
 // MeasureChain times decoding of steps tokens per row at positions pos,
 // pos+1, … by Stepper.Chain (a zero draw: greedy) or ChainSample (every row
-// drawing as d says), each step fed from the device (compilation excluded),
-// and returns the wall time per step: what a decode step costs when the
-// host does not sit between steps.
-func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int, d model.Draw, opts model.Options) (ms float64, err error) {
+// drawing as d says), each step fed from the device, and returns the wall
+// time per step once compiled (what a decode step costs when the host does
+// not sit between steps) and the first chain's wall time (what compiling
+// costs the first request to chain).
+func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int, d model.Draw, opts model.Options) (ChainTiming, error) {
 	st, err := m.NewStepper(backend, batch, pos+steps+8, opts)
 	if err != nil {
-		return 0, err
+		return ChainTiming{}, err
 	}
 	defer st.Close()
 	tokens := make([]int32, batch)
@@ -84,33 +91,35 @@ func MeasureChain(m *model.Model, backend compute.Backend, batch, pos, steps int
 		tokens[b] = int32((b*7919 + pos*31) % m.Config.VocabSize)
 		p[b] = int32(pos)
 	}
-	run := func(n int) error {
+	run := func(n int) (float64, error) {
+		t0 := time.Now()
 		if d.Temperature == 0 {
 			_, err := st.Chain(tokens, p, n)
-			return err
+			return time.Since(t0).Seconds() * 1000, err
 		}
 		draws := make([]model.Draw, batch)
 		for b := range draws {
 			draws[b] = d
 		}
 		_, err := st.ChainSample(tokens, p, draws, 1, n)
-		return err
+		return time.Since(t0).Seconds() * 1000, err
 	}
 	// The first chain compiles. A device loop's program is made for its step
 	// count, so the warm-up runs as many steps as the timed chain.
-	if err := run(steps); err != nil {
-		return 0, err
+	var t ChainTiming
+	if t.FirstMS, err = run(steps); err != nil {
+		return ChainTiming{}, err
 	}
-	t0 := time.Now()
-	if err := run(steps); err != nil {
-		return 0, err
+	ms, err := run(steps)
+	if err != nil {
+		return ChainTiming{}, err
 	}
-	ms = time.Since(t0).Seconds() * 1000 / float64(steps)
+	t.StepMS = ms / float64(steps)
 	if opts.DeviceLoop && st.LoopedSteps() != 2*int64(steps) {
 		// A timing of the host's chain must not pass for the loop's.
-		return 0, fmt.Errorf("chains asked to loop on the device ran %d of %d steps in loops", st.LoopedSteps(), 2*steps)
+		return ChainTiming{}, fmt.Errorf("chains asked to loop on the device ran %d of %d steps in loops", st.LoopedSteps(), 2*steps)
 	}
-	return ms, nil
+	return t, nil
 }
 
 // StepBytes counts what one decode step of batch rows over S keys must read:

@@ -48,9 +48,9 @@ func TestMeasureChain(t *testing.T) {
 		{"greedy, device loop", model.Draw{}, loop},
 		{"sampled, device loop", model.Draw{Temperature: 1, TopP: 0.9}, loop},
 	} {
-		ms, err := engine.MeasureChain(m, testutil.Backend(t), 2, 5, 3, c.d, c.opts)
-		if err != nil || !(ms > 0) {
-			t.Errorf("%s: %v ms, %v", c.name, ms, err)
+		got, err := engine.MeasureChain(m, testutil.Backend(t), 2, 5, 3, c.d, c.opts)
+		if err != nil || !(got.StepMS > 0) || !(got.FirstMS > 0) {
+			t.Errorf("%s: %+v, %v", c.name, got, err)
 		}
 	}
 }
