@@ -34,7 +34,7 @@ type Config struct {
 	Dense      bool // attend to every causal key (no top-k)
 	NativeTopK bool // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
 	DigitTopK  bool // with NativeTopK: decode steps and chains select by digit search (model.Options.DigitTopK)
-	DeviceLoop bool // chains run as one program, a loop on the device (model.Options.DeviceLoop; XLA with DigitTopK)
+	DeviceLoop bool // chains run as one program, a loop on the device (model.Options.DeviceLoop; backends that model.CanLoop, with DigitTopK)
 }
 
 func (c *Config) defaults(m *model.Model) {
