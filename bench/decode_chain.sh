@@ -12,6 +12,7 @@
 #   Env: DONORS (.gpu/dsv32-donors), TESTS (.gpu; model-donors.test, engine-donors.test; "" skips the tests),
 #        SUFFIX (-donors: the test binaries' names; "" for `go test -c -tags xla` of the released build),
 #        MODEL_RUN, ENGINE_RUN (-test.run patterns; defaults below),
+#        DECODE_TIMEOUT (240: seconds for each bench decode run; three contexts with loops need more),
 #        BATCH (1,8), CONTEXT (4096,32768), STEPS (30), REPEAT (1), TOPK (sort; e.g. "sort digits": --select),
 #        WRITE (scatter; e.g. "scatter rows": --cache-write), LOOP (0; "0 1" adds --chain-loop runs,
 #        digits only), SYNC (1; 0 times asynchronous execution only; with LOOP, synchronous is what the
@@ -47,7 +48,7 @@ for ((r = 1; r <= ${REPEAT:-1}; r++)); do
 					flags=(--select "$topk" --cache-write "$write") tag=
 					if [[ $loop == 1 ]]; then flags+=(--chain-loop) tag=-loop; fi
 					echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous, ${flags[*]}"
-					GOXLA_ASYNC_EXECUTE=$async timeout 240 "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
+					GOXLA_ASYNC_EXECUTE=$async timeout "${DECODE_TIMEOUT:-240}" "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
 						--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 "${flags[@]}" \
 						--out "$OUTDIR/decode-r$r-$topk-$write$tag${async:+-async}.json" 2>&1 |
 						grep -E "^(decode|chain)|copy bandwidth"
