@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/dsv32/dsv32/internal/testutil"
@@ -48,6 +49,63 @@ func BenchmarkDecode(b *testing.B) {
 			defer reportTokens(b, batch)
 			for range b.N {
 				if _, err := st.Step(tokens, pos, last); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkChain decodes 8 greedy tokens per row from position 63 at batch
+// 2: a program a step with the host's argmax; Stepper.Chain (tokens stay on
+// the device), selecting keys by radix select and by digits; and Chain as
+// one device loop, which needs digits (compare it with chain_digits).
+func BenchmarkChain(b *testing.B) {
+	f := loadFixtureB(b)
+	const batch, n = 2, 8
+	for _, c := range []struct {
+		name string
+		opts model.Options
+	}{
+		{"steps", model.Options{}},
+		{"chain", model.Options{}},
+		{"chain_digits", model.Options{NativeTopK: true, DigitTopK: true}},
+		{"device_loop", model.Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			st, err := f.m.NewStepper(testutil.Backend(b), batch, 80, c.opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			tokens, pos := f.ids[:batch], []int32{63, 63}
+			V := f.m.Config.VocabSize
+			run := func() error {
+				if c.name != "steps" {
+					_, err := st.Chain(tokens, pos, n)
+					return err
+				}
+				tok, p := slices.Clone(tokens), slices.Clone(pos)
+				for range n {
+					res, err := st.Step([][]int32{tok[:1], tok[1:]}, [][]int32{p[:1], p[1:]}, []int32{0, 0})
+					if err != nil {
+						return err
+					}
+					tok = []int32{argmax(res.Logits[:V]), argmax(res.Logits[V:])}
+					p = []int32{p[0] + 1, p[1] + 1}
+				}
+				return nil
+			}
+			if err := run(); err != nil { // compiles
+				b.Fatal(err)
+			}
+			if c.opts.DeviceLoop && st.LoopedSteps() != n {
+				b.Fatalf("%d steps ran in device loops, want %d", st.LoopedSteps(), n)
+			}
+			b.ResetTimer()
+			defer reportTokens(b, batch*n)
+			for range b.N {
+				if err := run(); err != nil {
 					b.Fatal(err)
 				}
 			}
