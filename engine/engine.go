@@ -31,10 +31,18 @@ type Config struct {
 	// No token crosses to the host between the steps; new requests and
 	// cancellations wait for the chain's end.
 	ChainSteps int
-	Dense      bool // attend to every causal key (no top-k)
-	NativeTopK bool // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
-	DigitTopK  bool // with NativeTopK: decode steps and chains select by digit search (model.Options.DigitTopK)
-	DeviceLoop bool // chains run as one program, a loop on the device (model.Options.DeviceLoop; backends that model.CanLoop, with DigitTopK)
+	// PrefixReuse is the fewest prompt tokens a new request takes from
+	// another row's cache instead of prefilling them (default 16; -1 never):
+	// a running request's, or a finished one's whose row is still free. A
+	// position's cache depends only on the tokens up to it, so a follow-up
+	// turn, or a prompt behind a shared system prompt, prefills only what
+	// is new. A request recording routes reuses only positions whose routes
+	// the other request recorded too.
+	PrefixReuse int
+	Dense       bool // attend to every causal key (no top-k)
+	NativeTopK  bool // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
+	DigitTopK   bool // with NativeTopK: decode steps and chains select by digit search (model.Options.DigitTopK)
+	DeviceLoop  bool // chains run as one program, a loop on the device (model.Options.DeviceLoop; backends that model.CanLoop, with DigitTopK)
 }
 
 func (c *Config) defaults(m *model.Model) {
@@ -58,6 +66,9 @@ func (c *Config) defaults(m *model.Model) {
 	}
 	if c.ChainSteps == 0 {
 		c.ChainSteps = 8
+	}
+	if c.PrefixReuse == 0 {
+		c.PrefixReuse = 16
 	}
 }
 

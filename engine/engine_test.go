@@ -529,3 +529,156 @@ func TestMixedSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixReuse: a request whose prompt begins with what a finished
+// request's row still holds (its prompt and answer: a follow-up turn)
+// prefills only the rest, and gets the tokens and routes it gets alone; a
+// request recording routes reuses only positions whose routes were recorded.
+func TestPrefixReuse(t *testing.T) {
+	m, _ := tinyModel(t)
+	K := m.Config.NumExpertsPerTok
+	for _, c := range []struct {
+		name           string
+		reuse          int
+		first, routes  bool // the first request records routes; the follow-up does
+		wantReusedFrom int  // 0: nothing reused
+	}{
+		{"follow-up", 0, false, false, 1},
+		{"follow-up, routes", 0, true, true, 1},
+		{"routes not recorded before", 0, false, true, 0},
+		{"off", -1, false, false, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, fx := newEngine(t, engine.Config{PrefillChunk: 16, PrefixReuse: c.reuse})
+			gen := func(prompt []int32, n int, routes bool) *engine.Result {
+				t.Helper()
+				res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, RecordRoutes: routes,
+					Params: engine.SampleParams{MaxTokens: n}}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res
+			}
+			first := gen(fx[:30], 6, c.first)
+			held := 30 + len(first.Tokens) - 1 // the last token was never fed
+			follow := append(append(slices.Clone(fx[:30]), ids(first.Tokens)...), fx[40:52]...)
+			second := gen(follow, 5, c.routes)
+			if want := greedyReference(t, follow, 5); !slices.Equal(ids(second.Tokens), want) {
+				t.Errorf("follow-up: %v, alone %v", ids(second.Tokens), want)
+			}
+			st := e.Stats()
+			want := int64(held * c.wantReusedFrom)
+			if st.ReusedTokens != want || st.PromptTokens != int64(30+len(follow))-want {
+				t.Errorf("%d prompt tokens reused and %d prefilled, want %d and %d", st.ReusedTokens, st.PromptTokens, want, int64(30+len(follow))-want)
+			}
+			if !c.routes {
+				return
+			}
+			seq := append(slices.Clone(follow), ids(second.Tokens[:len(second.Tokens)-1])...)
+			if len(second.Routes) != len(seq) {
+				t.Fatalf("%d route records for %d positions", len(second.Routes), len(seq))
+			}
+			pre, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := range seq {
+				for l, r := range pre.Routes {
+					want, got := slices.Clone(r[p*K:(p+1)*K]), slices.Clone(second.Routes[p][l])
+					slices.Sort(want)
+					slices.Sort(got)
+					if !slices.Equal(got, want) {
+						t.Fatalf("position %d, MoE layer %d: recorded %v, prefill %v", p, l, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestPrefixReuseBeside reuses while other rows run: a new request takes a
+// running request's prefix (its row copied over the new one's), and a
+// follow-up takes what a finished request left in its row while the batch
+// kept stepping (steps write free rows only past what they hold).
+func TestPrefixReuseBeside(t *testing.T) {
+	e, fx := newEngine(t, engine.Config{MaxBatch: 4, PrefillChunk: 16})
+	gen := func(prompt []int32, n int, onToken func(engine.Token)) *engine.Result {
+		t.Helper()
+		res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, Params: engine.SampleParams{MaxTokens: n}}, onToken)
+		if err != nil {
+			t.Error(err)
+		}
+		return res
+	}
+	// Three long requests and a short one fill four rows; the short one's
+	// row is then free while three run, so the batch keeps its shape.
+	started := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	longs := [][]int32{fx[30:54], fx[1:25], fx[8:40]}
+	got := make([]*engine.Result, len(longs))
+	for i, p := range longs {
+		wg.Go(func() {
+			n := 0
+			got[i] = gen(p, 100, func(engine.Token) {
+				if n++; n == 10 && i == 0 {
+					once.Do(func() { close(started) })
+				}
+			})
+		})
+	}
+	gen(fx[:3], 2, nil)
+	<-started
+	// A prompt behind the first long request's: its row is copied over.
+	beside := append(slices.Clone(fx[30:54]), fx[56:64]...)
+	b := gen(beside, 4, nil)
+	// A follow-up of that one, from the row it left.
+	follow := append(append(slices.Clone(beside), ids(b.Tokens)...), fx[20:28]...)
+	f := gen(follow, 4, nil)
+	reused := e.Stats().ReusedTokens
+	wg.Wait()
+	if b == nil || f == nil || slices.Contains(got, nil) {
+		t.FailNow()
+	}
+	if want := greedyReference(t, beside, 4); !slices.Equal(ids(b.Tokens), want) {
+		t.Errorf("beside a running request: %v, alone %v", ids(b.Tokens), want)
+	}
+	if want := greedyReference(t, follow, 4); !slices.Equal(ids(f.Tokens), want) {
+		t.Errorf("follow-up beside running requests: %v, alone %v", ids(f.Tokens), want)
+	}
+	if want := greedyReference(t, longs[0], 100); !slices.Equal(ids(got[0].Tokens), want) {
+		t.Errorf("the running request: %v, alone %v", ids(got[0].Tokens), want)
+	}
+	if want := int64(24 + len(beside) + 3); reused != want {
+		t.Errorf("%d prompt tokens reused, want %d", reused, want)
+	}
+}
+
+// TestPrefixReuseAfterIdle: a conversation's next turn finds its whole
+// history cached after the engine went idle in between, a history longer
+// than the smallest cache (an idle engine does not shrink its caches; the
+// next admission does, once it knows what it needs).
+func TestPrefixReuseAfterIdle(t *testing.T) {
+	e, fx := newEngine(t, engine.Config{PrefillChunk: 64})
+	var history []int32
+	for range 5 {
+		history = append(history, fx...) // 320 tokens: past the smallest capacity
+	}
+	gen := func(prompt []int32) *engine.Result {
+		t.Helper()
+		res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, Params: engine.SampleParams{MaxTokens: 3}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := gen(history)
+	next := append(append(slices.Clone(history), ids(first.Tokens)...), fx[:10]...)
+	second := gen(next)
+	if want := greedyReference(t, next, 3); !slices.Equal(ids(second.Tokens), want) {
+		t.Errorf("next turn: %v, alone %v", ids(second.Tokens), want)
+	}
+	if st, want := e.Stats(), int64(len(history)+2); st.ReusedTokens != want {
+		t.Errorf("%d prompt tokens reused, want %d (the first turn's prompt and fed answer)", st.ReusedTokens, want)
+	}
+}

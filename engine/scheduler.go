@@ -56,7 +56,8 @@ type Stats struct {
 	Rows, Capacity   int   // the cache's shape
 	CacheBytes       int64 // device memory the caches hold
 	CacheBudget      int64
-	PromptTokens     int64 // totals since start
+	PromptTokens     int64 // totals since start: prompt tokens prefilled,
+	ReusedTokens     int64 // prompt tokens taken from another row's cache instead (Config.PrefixReuse),
 	GeneratedTokens  int64
 	DecodeSteps      int64
 	ChainedSteps     int64 // decode steps run inside chains (Config.ChainSteps)
@@ -68,6 +69,7 @@ type statsCounters struct {
 	waiting, running, rows, capacity atomic.Int64
 	cacheBytes                       atomic.Int64
 	prompt, generated, steps, reqs   atomic.Int64
+	reused                           atomic.Int64
 	chained, looped                  atomic.Int64
 }
 
@@ -78,7 +80,7 @@ func (e *Engine) Stats() Stats {
 		Waiting: int(c.waiting.Load()), Running: int(c.running.Load()),
 		Rows: int(c.rows.Load()), Capacity: int(c.capacity.Load()),
 		CacheBytes: c.cacheBytes.Load(), CacheBudget: e.cfg.MemoryBudget,
-		PromptTokens: c.prompt.Load(), GeneratedTokens: c.generated.Load(),
+		PromptTokens: c.prompt.Load(), ReusedTokens: c.reused.Load(), GeneratedTokens: c.generated.Load(),
 		DecodeSteps: c.steps.Load(), ChainedSteps: c.chained.Load(), LoopedSteps: c.looped.Load(),
 		Requests: c.reqs.Load(),
 	}
@@ -89,6 +91,16 @@ type scheduler struct {
 	st      *model.Stepper
 	rows    []*seq // by cache row; nil = free
 	waiting []*seq
+	// left is, by cache row, what a free row's cache still holds from the
+	// sequence that had it (Config.PrefixReuse).
+	left []cached
+}
+
+// cached is a cache row's valid prefix: the tokens at positions [0, n) and,
+// if they were recorded, their routes.
+type cached struct {
+	tokens []int32
+	routes [][][]int32
 }
 
 func (e *Engine) loop() {
@@ -186,12 +198,22 @@ func (s *scheduler) dropCancelled() {
 		}
 	}
 	s.waiting = kept
-	for i, q := range s.rows {
+	for _, q := range s.rows {
 		if q != nil && q.ctx.Err() != nil {
 			q.finish(FinishCancelled, nil)
-			s.rows[i] = nil
+			s.release(q)
 		}
 	}
+}
+
+// release frees q's row, remembering what its cache holds.
+func (s *scheduler) release(q *seq) {
+	s.rows[q.row] = nil
+	c := cached{tokens: q.tokens[:q.fed:q.fed]}
+	if q.req.RecordRoutes && len(q.routes) >= q.fed {
+		c.routes = q.routes[:q.fed:q.fed]
+	}
+	s.left[q.row] = c
 }
 
 // admit moves waiting generations into free rows while the caches fit the
@@ -239,12 +261,83 @@ func (s *scheduler) admit() error {
 		}
 		s.waiting = s.waiting[1:]
 		q.row = free
-		s.rows[free] = q
+		if err := s.reuse(q); err != nil {
+			return err
+		}
+		s.rows[free], s.left[free] = q, cached{}
 	}
 	if len(s.waiting) == 0 {
 		return s.shrink()
 	}
 	return nil
+}
+
+// idleAt is where free row i may be written for n slots, by a step that
+// runs every row: past what its cache still holds for reuse, which is cut
+// short if those slots would not fit.
+func (s *scheduler) idleAt(i, n int) int {
+	c := &s.left[i]
+	if p := s.st.Capacity() - n; len(c.tokens) > p {
+		c.tokens = c.tokens[:max(p, 0)]
+		if c.routes != nil {
+			c.routes = c.routes[:len(c.tokens)]
+		}
+	}
+	return len(c.tokens)
+}
+
+// reuse gives q, just placed in row q.row, the longest prefix of its prompt
+// that another row's cache holds, running or left behind, if it is at least
+// Config.PrefixReuse tokens: it copies that row over q's (unless it is q's
+// own row's leftover) and starts q's prefill after it. The prompt's last
+// token is always fed, for the logits of the first new token.
+func (s *scheduler) reuse(q *seq) error {
+	least := s.e.cfg.PrefixReuse
+	prompt := q.req.Prompt
+	if least < 0 || len(prompt)-1 < least {
+		return nil
+	}
+	best, from := 0, -1
+	var routes [][][]int32
+	for i, r := range s.rows {
+		c := s.left[i]
+		if r != nil {
+			c = cached{tokens: r.tokens[:r.fed]}
+			if r.req.RecordRoutes {
+				c.routes = r.routes
+			}
+		}
+		n := commonPrefix(prompt[:len(prompt)-1], c.tokens)
+		if q.req.RecordRoutes {
+			n = min(n, len(c.routes)) // only positions whose routes are known
+		}
+		if n > best || (n == best && n > 0 && i == q.row) {
+			best, from, routes = n, i, c.routes
+		}
+	}
+	if best < least {
+		return nil
+	}
+	if from != q.row {
+		if err := s.st.CopyRow(from, q.row); err != nil {
+			return err
+		}
+	}
+	q.fed = best
+	if q.req.RecordRoutes {
+		q.routes = append(q.routes[:0], routes[:best]...)
+	}
+	s.e.stats.reused.Add(int64(best))
+	return nil
+}
+
+// commonPrefix is the length of the longest common prefix of a and b.
+func commonPrefix(a, b []int32) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }
 
 // resize makes the stepper rows × capacity, keeping rows in place.
@@ -263,8 +356,17 @@ func (s *scheduler) resize(rows, capacity int) error {
 	}
 	for len(s.rows) < rows {
 		s.rows = append(s.rows, nil)
+		s.left = append(s.left, cached{})
 	}
-	s.rows = s.rows[:rows]
+	s.rows, s.left = s.rows[:rows], s.left[:rows]
+	for i, c := range s.left {
+		if n := s.st.Capacity(); len(c.tokens) > n {
+			s.left[i] = cached{tokens: c.tokens[:n]} // the slots past the capacity are gone
+			if c.routes != nil {
+				s.left[i].routes = c.routes[:n]
+			}
+		}
+	}
 	return nil
 }
 
@@ -306,6 +408,7 @@ func (s *scheduler) shrink() error {
 			return err
 		}
 		s.rows[to], s.rows[i], q.row = q, nil, to
+		s.left[to], s.left[i] = cached{}, cached{}
 	}
 	return s.resize(rows, max(capacity, minCapacity))
 }
@@ -350,9 +453,10 @@ func (s *scheduler) mixed() (bool, error) {
 	fed := make([]int, B) // tokens of row b that are real
 	for b, q := range s.rows {
 		tokens[b], pos[b] = make([]int32, T), make([]int32, T)
-		base := 0 // a free row: slots from 0 are rewritten on admission
+		var base int
 		switch {
 		case q == nil:
+			base = s.idleAt(b, T)
 		case q.prefilling():
 			base = q.fed
 			fed[b] = copy(tokens[b], q.req.Prompt[q.fed:])
@@ -452,7 +556,7 @@ func (s *scheduler) decode() error {
 	for i, q := range s.rows {
 		switch {
 		case q == nil:
-			tokens[i], pos[i] = []int32{0}, []int32{0} // a free row: slot 0 is rewritten on admission
+			tokens[i], pos[i] = []int32{0}, []int32{int32(s.idleAt(i, 1))}
 		case q.prefilling():
 			tokens[i], pos[i] = []int32{0}, []int32{int32(q.fed)} // the next chunk rewrites this slot
 		default:
@@ -533,11 +637,13 @@ func (s *scheduler) chain(k int) error {
 	draws := make([]model.Draw, B)
 	sampled := false
 	for i, q := range s.rows {
-		if q != nil {
-			tokens[i], pos[i] = q.tokens[q.fed], int32(q.fed)
-			draws[i] = q.sampler.draw()
-			sampled = sampled || draws[i].Temperature > 0 || q.sampler.wantsLogprob()
-		} // a free row decodes token 0 from slot 0: rewritten on admission
+		if q == nil {
+			pos[i] = int32(s.idleAt(i, k)) // a free row decodes token 0
+			continue
+		}
+		tokens[i], pos[i] = q.tokens[q.fed], int32(q.fed)
+		draws[i] = q.sampler.draw()
+		sampled = sampled || draws[i].Temperature > 0 || q.sampler.wantsLogprob()
 	}
 	var ids [][]Token
 	looped := s.st.LoopedSteps()
@@ -618,7 +724,7 @@ func (s *scheduler) accept(q *seq, t Token) {
 	s.e.stats.generated.Add(1)
 	if f, done := q.accept(t); done {
 		q.finish(f, nil)
-		s.rows[q.row] = nil
+		s.release(q)
 	}
 }
 
@@ -657,6 +763,6 @@ func (s *scheduler) failAll(err error) {
 	if s.st != nil {
 		s.st.Close()
 		s.st = nil
-		s.rows = nil
+		s.rows, s.left = nil, nil
 	}
 }

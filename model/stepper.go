@@ -33,6 +33,7 @@ type Stepper struct {
 	truncated *gm.Exec            // the same, with top-k, min-p or top-p
 	loops     map[string]*gm.Exec // chains as one program, by kind and step count (Options.DeviceLoop)
 	looped    int64               // decode steps run inside device loops
+	copyRow   *graph.Exec         // CopyRow's program, built on first use
 	nRoutes   int
 	pending   *tensors.Tensor // the last step's routes, freed by the next step
 }
@@ -402,29 +403,32 @@ func (s *Stepper) Resize(rows, capacity int) (err error) {
 	return nil
 }
 
-// CopyRow copies row from's cache over row to's (compacting a batch).
+// CopyRow copies row from's cache over row to's: to compact a batch, or to
+// give a new sequence the cached prefix it shares with another. The rows
+// are inputs, so one program serves every pair.
 func (s *Stepper) CopyRow(from, to int) (err error) {
 	defer catch(&err, "copy row")
 	if from < 0 || from >= s.rows || to < 0 || to >= s.rows {
 		return fmt.Errorf("copy row %d to %d: outside [0, %d)", from, to, s.rows)
 	}
-	exec, err := graph.NewExec(s.backend, func(in []*graph.Node) []*graph.Node {
-		src, dst, cs := graph.Reshape(in[0], 1, 1), graph.Reshape(in[1], 1, 1), in[2:]
-		out := make([]*graph.Node, len(cs))
-		for i, c := range cs {
-			out[i] = graph.ScatterUpdate(c, dst, graph.Gather(c, src), true, true)
+	if s.copyRow == nil {
+		s.copyRow, err = graph.NewExec(s.backend, func(in []*graph.Node) []*graph.Node {
+			src, dst, cs := graph.Reshape(in[0], 1, 1), graph.Reshape(in[1], 1, 1), in[2:]
+			out := make([]*graph.Node, len(cs))
+			for i, c := range cs {
+				out[i] = graph.ScatterUpdate(c, dst, graph.Gather(c, src), true, true)
+			}
+			return out
+		})
+		if err != nil {
+			return err
 		}
-		return out
-	})
-	if err != nil {
-		return err
 	}
-	defer exec.Finalize()
 	args := []any{tensors.FromScalar(int32(from)), tensors.FromScalar(int32(to))}
 	for _, c := range s.caches {
 		args = append(args, c)
 	}
-	outs, err := exec.Exec(args...)
+	outs, err := s.copyRow.Exec(args...)
 	if err != nil {
 		return err
 	}
@@ -449,6 +453,9 @@ func (s *Stepper) Close() {
 	}
 	for _, e := range s.loops {
 		e.Finalize()
+	}
+	if s.copyRow != nil {
+		s.copyRow.Finalize()
 	}
 	for _, c := range s.caches {
 		c.FinalizeAll()
