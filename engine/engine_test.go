@@ -24,7 +24,7 @@ var (
 
 // tinyModel is the tiny-dsa reference checkpoint (index_topk 16) and its
 // 64 fixture token ids.
-func tinyModel(t *testing.T) (*model.Model, []int32) {
+func tinyModel(t testing.TB) (*model.Model, []int32) {
 	t.Helper()
 	tinyOnce.Do(func() {
 		m, err := model.Load(testutil.Testdata("tiny-dsa"), dtypes.Float32)
@@ -51,7 +51,7 @@ func tinyModel(t *testing.T) (*model.Model, []int32) {
 	return tiny, tinyIDs
 }
 
-func newEngine(t *testing.T, cfg engine.Config) (*engine.Engine, []int32) {
+func newEngine(t testing.TB, cfg engine.Config) (*engine.Engine, []int32) {
 	t.Helper()
 	m, ids := tinyModel(t)
 	e, err := engine.New(m, testutil.Backend(t), cfg)

@@ -1,0 +1,43 @@
+package engine_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/dsv32/dsv32/engine"
+)
+
+// BenchmarkNextTurn times a conversation's next turn: 10 new tokens after a
+// 320-token history and a 3-token answer, the first new token only (what
+// prefix reuse saves is prefill), with the history taken from the cache and
+// prefilled again.
+func BenchmarkNextTurn(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		reuse int
+	}{{"reuse", 0}, {"prefill", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			e, fx := newEngine(b, engine.Config{PrefixReuse: c.reuse})
+			var history []int32
+			for range 5 {
+				history = append(history, fx...)
+			}
+			gen := func(prompt []int32, n int) *engine.Result {
+				res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, Params: engine.SampleParams{MaxTokens: n}}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return res
+			}
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				first := gen(append(slices.Clone(history), int32(i%64)), 3) // a history of its own each time
+				next := append(append(slices.Clone(history), int32(i%64)), ids(first.Tokens)...)
+				next = append(next, fx[:10]...)
+				b.StartTimer()
+				gen(next, 1)
+			}
+		})
+	}
+}
