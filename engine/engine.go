@@ -228,6 +228,8 @@ type seq struct {
 	fed       int     // positions whose keys are in the cache
 	maxTokens int
 	need      int // cache slots it may use
+	lead      *seq // the prefilling row whose prompt prefix this one waits to copy (scheduler.lead)
+	leadAt    int  // how much of it
 	out       []Token
 	routes    [][][]int32
 	start     time.Time

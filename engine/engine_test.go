@@ -682,3 +682,96 @@ func TestPrefixReuseAfterIdle(t *testing.T) {
 		t.Errorf("%d prompt tokens reused, want %d (the first turn's prompt and fed answer)", st.ReusedTokens, want)
 	}
 }
+
+// TestPrefixReuseGroup: samples of one prompt admitted together (a GRPO
+// rollout) prefill it once: the others wait for the first's prefill and
+// copy it, routes included, and each gets what it gets alone. A sample
+// whose leader is cancelled before its prefill prefills for itself.
+func TestPrefixReuseGroup(t *testing.T) {
+	m, fx := tinyModel(t)
+	// A long prompt prefilled chunk by chunk, oldest first, holds the others
+	// back until they are all admitted.
+	var blocker []int32
+	for range 5 {
+		blocker = append(blocker, fx[32:]...)
+		blocker = append(blocker, fx[:32]...)
+	}
+	start := func(e *engine.Engine, prompt []int32, routes bool, ctx context.Context) chan *engine.Result {
+		done := make(chan *engine.Result, 1)
+		go func() {
+			res, err := e.Generate(ctx, engine.Request{Prompt: prompt, RecordRoutes: routes, Params: engine.SampleParams{MaxTokens: 5}}, nil)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- res
+		}()
+		return done
+	}
+	waitRunning := func(e *engine.Engine, n int) {
+		for e.Stats().Running < n {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	cfg := engine.Config{MaxBatch: 8, PrefillChunk: 16, MixedTokens: -1}
+
+	e, _ := newEngine(t, cfg)
+	start(e, blocker, false, context.Background())
+	waitRunning(e, 1)
+	prompt := fx[:40]
+	const G = 4
+	var samples []chan *engine.Result
+	for range G {
+		samples = append(samples, start(e, prompt, true, context.Background()))
+	}
+	want := greedyReference(t, prompt, 5)
+	seq := append(slices.Clone(prompt), want[:4]...)
+	pre, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	K := m.Config.NumExpertsPerTok
+	for i, c := range samples {
+		res := <-c
+		if res == nil {
+			t.FailNow()
+		}
+		if !slices.Equal(ids(res.Tokens), want) {
+			t.Errorf("sample %d: %v, alone %v", i, ids(res.Tokens), want)
+		}
+		if len(res.Routes) != len(seq) {
+			t.Fatalf("sample %d: %d route records for %d positions", i, len(res.Routes), len(seq))
+		}
+		for p := range seq {
+			for l, r := range pre.Routes {
+				w, h := slices.Clone(r[p*K:(p+1)*K]), slices.Clone(res.Routes[p][l])
+				slices.Sort(w)
+				slices.Sort(h)
+				if !slices.Equal(h, w) {
+					t.Fatalf("sample %d, position %d, layer %d: recorded %v, prefill %v", i, p, l, h, w)
+				}
+			}
+		}
+	}
+	// Each sample feeds the prompt's last token itself; the rest is prefilled once.
+	if st := e.Stats(); st.ReusedTokens != (G-1)*int64(len(prompt)-1) {
+		t.Errorf("%d prompt tokens reused, want %d", st.ReusedTokens, (G-1)*(len(prompt)-1))
+	}
+
+	// A leader cancelled while its follower waits.
+	e, _ = newEngine(t, cfg)
+	start(e, blocker, false, context.Background())
+	waitRunning(e, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	leader := start(e, prompt, false, ctx)
+	waitRunning(e, 2)
+	follower := start(e, prompt, false, context.Background())
+	waitRunning(e, 3)
+	cancel()
+	<-leader
+	if res := <-follower; res == nil || !slices.Equal(ids(res.Tokens), want) {
+		t.Errorf("after its leader was cancelled: %v, alone %v", res, want)
+	}
+	if st := e.Stats(); st.ReusedTokens != 0 {
+		t.Errorf("%d prompt tokens reused from a cancelled leader that fed none", st.ReusedTokens)
+	}
+}

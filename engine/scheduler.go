@@ -143,6 +143,10 @@ func (e *Engine) loop() {
 			s.failAll(err)
 			continue
 		}
+		if err := s.follow(); err != nil {
+			s.failAll(err)
+			continue
+		}
 		if mixed, err := s.mixed(); err != nil {
 			s.failAll(err)
 			continue
@@ -265,6 +269,7 @@ func (s *scheduler) admit() error {
 			return err
 		}
 		s.rows[free], s.left[free] = q, cached{}
+		s.lead(q)
 	}
 	if len(s.waiting) == 0 {
 		return s.shrink()
@@ -328,6 +333,57 @@ func (s *scheduler) reuse(q *seq) error {
 		q.routes = append(q.routes[:0], routes[:best]...)
 	}
 	s.e.stats.reused.Add(int64(best))
+	return nil
+}
+
+// lead makes q, just placed and given no cached prefix, follow the
+// prefilling row whose prompt shares the longest prefix with q's (at least
+// Config.PrefixReuse tokens, not fed yet): q feeds nothing until that row
+// has fed them, then copies them (follow). So the samples of one prompt
+// submitted together (a GRPO rollout) prefill it once.
+func (s *scheduler) lead(q *seq) {
+	least := s.e.cfg.PrefixReuse
+	prompt := q.req.Prompt
+	if least < 0 || q.fed > 0 || len(prompt)-1 < least {
+		return
+	}
+	for _, r := range s.rows {
+		if r == nil || r == q || r.lead != nil || !r.prefilling() || (q.req.RecordRoutes && !r.req.RecordRoutes) {
+			continue
+		}
+		if n := commonPrefix(prompt[:len(prompt)-1], r.req.Prompt); n >= least && n > q.leadAt {
+			q.lead, q.leadAt = r, n
+		}
+	}
+}
+
+// follow gives each row waiting on a leader the prefix once the leader has
+// fed it; a row whose leader left (finished or cancelled) looks again for
+// what the caches hold.
+func (s *scheduler) follow() error {
+	for _, q := range s.rows {
+		if q == nil || q.lead == nil {
+			continue
+		}
+		l := q.lead
+		switch {
+		case l.row < 0 || l.row >= len(s.rows) || s.rows[l.row] != l:
+			q.lead, q.leadAt = nil, 0
+			if err := s.reuse(q); err != nil {
+				return err
+			}
+		case l.fed >= q.leadAt:
+			if err := s.st.CopyRow(l.row, q.row); err != nil {
+				return err
+			}
+			q.fed = q.leadAt
+			if q.req.RecordRoutes {
+				q.routes = append(q.routes[:0], l.routes[:q.fed]...)
+			}
+			s.e.stats.reused.Add(int64(q.fed))
+			q.lead, q.leadAt = nil, 0
+		}
+	}
 	return nil
 }
 
@@ -432,6 +488,8 @@ func (s *scheduler) mixed() (bool, error) {
 	for _, q := range s.rows {
 		switch {
 		case q == nil:
+		case q.lead != nil:
+			room = min(room, capacity-q.fed)
 		case q.prefilling():
 			remaining = max(remaining, len(q.req.Prompt)-q.fed)
 			room = min(room, capacity-q.fed)
@@ -457,6 +515,8 @@ func (s *scheduler) mixed() (bool, error) {
 		switch {
 		case q == nil:
 			base = s.idleAt(b, T)
+		case q.lead != nil:
+			base = q.fed // feeds nothing: its row is copied over once its leader has fed the prefix
 		case q.prefilling():
 			base = q.fed
 			fed[b] = copy(tokens[b], q.req.Prompt[q.fed:])
@@ -503,7 +563,7 @@ func (s *scheduler) mixed() (bool, error) {
 func (s *scheduler) prefillOne() error {
 	var q *seq
 	for _, r := range s.rows {
-		if r != nil && r.prefilling() && (q == nil || r.start.Before(q.start)) {
+		if r != nil && r.prefilling() && r.lead == nil && (q == nil || r.start.Before(q.start)) {
 			q = r
 		}
 	}
