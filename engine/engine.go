@@ -227,7 +227,7 @@ type seq struct {
 	tokens    []int32 // prompt + generated
 	fed       int     // positions whose keys are in the cache
 	maxTokens int
-	need      int // cache slots it may use
+	need      int  // cache slots it may use
 	lead      *seq // the prefilling row whose prompt prefix this one waits to copy (scheduler.lead)
 	leadAt    int  // how much of it
 	out       []Token
