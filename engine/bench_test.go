@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/dsv32/dsv32/engine"
@@ -37,6 +38,36 @@ func BenchmarkNextTurn(b *testing.B) {
 				next = append(next, fx[:10]...)
 				b.StartTimer()
 				gen(next, 1)
+			}
+		})
+	}
+}
+
+// BenchmarkGroup runs a GRPO-style group: 8 samples of one 320-token prompt
+// submitted together, 4 tokens each, with the prompt prefilled once and
+// prefilled by every sample.
+func BenchmarkGroup(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		reuse int
+	}{{"reuse", 0}, {"prefill", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			e, fx := newEngine(b, engine.Config{MaxBatch: 8, PrefixReuse: c.reuse})
+			for i := 0; b.Loop(); i++ {
+				prompt := []int32{int32(i % 64)} // a prompt of its own each time
+				for range 5 {
+					prompt = append(prompt, fx...)
+				}
+				var wg sync.WaitGroup
+				for range 8 {
+					wg.Go(func() {
+						if _, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, RecordRoutes: true,
+							Params: engine.SampleParams{MaxTokens: 4, Temperature: 1, Seed: 1, HasSeed: true}}, nil); err != nil {
+							b.Error(err)
+						}
+					})
+				}
+				wg.Wait()
 			}
 		})
 	}
