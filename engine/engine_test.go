@@ -715,7 +715,7 @@ func TestPrefixReuseGroup(t *testing.T) {
 	cfg := engine.Config{MaxBatch: 8, PrefillChunk: 16, MixedTokens: -1}
 
 	e, _ := newEngine(t, cfg)
-	start(e, blocker, false, context.Background())
+	blocked := start(e, blocker, false, context.Background())
 	waitRunning(e, 1)
 	prompt := fx[:40]
 	const G = 4
@@ -752,6 +752,7 @@ func TestPrefixReuseGroup(t *testing.T) {
 			}
 		}
 	}
+	<-blocked // (it reports to t: it must end before the test does)
 	// Each sample feeds the prompt's last token itself; the rest is prefilled once.
 	if st := e.Stats(); st.ReusedTokens != (G-1)*int64(len(prompt)-1) {
 		t.Errorf("%d prompt tokens reused, want %d", st.ReusedTokens, (G-1)*(len(prompt)-1))
@@ -759,7 +760,7 @@ func TestPrefixReuseGroup(t *testing.T) {
 
 	// A leader cancelled while its follower waits.
 	e, _ = newEngine(t, cfg)
-	start(e, blocker, false, context.Background())
+	blocked = start(e, blocker, false, context.Background())
 	waitRunning(e, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	leader := start(e, prompt, false, ctx)
@@ -774,4 +775,5 @@ func TestPrefixReuseGroup(t *testing.T) {
 	if st := e.Stats(); st.ReusedTokens != 0 {
 		t.Errorf("%d prompt tokens reused from a cancelled leader that fed none", st.ReusedTokens)
 	}
+	<-blocked
 }
