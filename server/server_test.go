@@ -815,3 +815,29 @@ func TestTextStream(t *testing.T) {
 		}
 	}
 }
+
+// TestConversationReusesItsHistory: a conversation's second turn takes the
+// first turn's prompt and answer from the engine's cache (prefix reuse),
+// through the chat template and the tokenizer, and reports it.
+func TestConversationReusesItsHistory(t *testing.T) {
+	s, ts := newTestServer(t, Config{})
+	msgs := []map[string]any{
+		{"role": "system", "content": "You are a careful assistant. Answer briefly, and say so when you do not know."},
+		{"role": "user", "content": "What is the capital of France?"},
+	}
+	status, body := post(t, ts.URL+"/v1/chat/completions", map[string]any{"model": testModel, "messages": msgs, "max_tokens": 4, "temperature": 0})
+	if status != 200 {
+		t.Fatalf("first turn: status %d: %s", status, body)
+	}
+	first := decode[ChatResponse](t, body)
+	before := s.eng.Stats().ReusedTokens
+	msgs = append(msgs,
+		map[string]any{"role": "assistant", "content": first.Choices[0].Message.Content},
+		map[string]any{"role": "user", "content": "And of Italy?"})
+	if status, body := post(t, ts.URL+"/v1/chat/completions", map[string]any{"model": testModel, "messages": msgs, "max_tokens": 4, "temperature": 0}); status != 200 {
+		t.Fatalf("second turn: status %d: %s", status, body)
+	}
+	if reused := s.eng.Stats().ReusedTokens - before; reused < int64(first.Usage.PromptTokens) {
+		t.Errorf("the second turn reused %d prompt tokens, want at least the first turn's %d", reused, first.Usage.PromptTokens)
+	}
+}
