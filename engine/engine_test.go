@@ -777,3 +777,47 @@ func TestPrefixReuseGroup(t *testing.T) {
 	}
 	<-blocked
 }
+
+// TestPrefixReuseKeepsLeftovers: with several free rows, a follow-up lands
+// in the row its own history was left in, not over another conversation's.
+func TestPrefixReuseKeepsLeftovers(t *testing.T) {
+	e, fx := newEngine(t, engine.Config{MaxBatch: 8, PrefillChunk: 64})
+	gen := func(prompt []int32, n int) *engine.Result {
+		t.Helper()
+		res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, Params: engine.SampleParams{MaxTokens: n}}, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		return res
+	}
+	// Five long requests keep the batch at 8 rows while three short
+	// conversations leave their rows.
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() { gen(fx[40+i:60+i], 120) })
+	}
+	for e.Stats().Running < 5 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	convs := [][]int32{fx[:20], fx[1:21], fx[2:22]}
+	answers := make([]*engine.Result, len(convs))
+	for i, p := range convs { // one after another: rows 5, 6 and 7
+		if answers[i] = gen(p, 3); answers[i] == nil {
+			t.FailNow()
+		}
+	}
+	before := e.Stats().ReusedTokens
+	var want int64
+	for _, i := range []int{2, 0} { // the later rows first
+		next := append(append(slices.Clone(convs[i]), ids(answers[i].Tokens)...), fx[30:36]...)
+		if res := gen(next, 2); res == nil || !slices.Equal(ids(res.Tokens), greedyReference(t, next, 2)) {
+			t.Errorf("conversation %d's next turn: %v", i, res)
+		}
+		want += int64(len(convs[i]) + len(answers[i].Tokens) - 1)
+	}
+	reused := e.Stats().ReusedTokens - before
+	wg.Wait()
+	if reused != want {
+		t.Errorf("%d prompt tokens reused by the next turns, want %d (both histories)", reused, want)
+	}
+}

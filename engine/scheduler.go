@@ -225,13 +225,7 @@ func (s *scheduler) release(q *seq) {
 func (s *scheduler) admit() error {
 	for len(s.waiting) > 0 {
 		q := s.waiting[0]
-		free := -1
-		for i, r := range s.rows {
-			if r == nil {
-				free = i
-				break
-			}
-		}
+		free := s.freeRow(q)
 		rows := len(s.rows)
 		if free < 0 {
 			if rows >= s.e.cfg.MaxBatch {
@@ -289,6 +283,23 @@ func (s *scheduler) idleAt(i, n int) int {
 		}
 	}
 	return len(c.tokens)
+}
+
+// freeRow picks a free row for q (−1: none): the one whose leftover shares
+// the longest prefix with q's prompt, so that nothing is copied, else the
+// one holding the least, so that other leftovers last.
+func (s *scheduler) freeRow(q *seq) int {
+	free, shared := -1, 0
+	for i, r := range s.rows {
+		if r != nil {
+			continue
+		}
+		n := commonPrefix(q.req.Prompt, s.left[i].tokens)
+		if free < 0 || n > shared || (n == shared && len(s.left[i].tokens) < len(s.left[free].tokens)) {
+			free, shared = i, n
+		}
+	}
+	return free
 }
 
 // reuse gives q, just placed in row q.row, the longest prefix of its prompt
@@ -450,11 +461,10 @@ func (s *scheduler) shrink() error {
 		if q == nil {
 			continue
 		}
-		to := -1
+		to := -1 // the free row holding the least for reuse
 		for j := range rows {
-			if s.rows[j] == nil {
+			if s.rows[j] == nil && (to < 0 || len(s.left[j].tokens) < len(s.left[to].tokens)) {
 				to = j
-				break
 			}
 		}
 		if to < 0 {
