@@ -97,6 +97,9 @@ type Result struct {
 	Tokens       []Token
 	Finish       Finish
 	PromptTokens int
+	// CachedTokens of the prompt were taken from another request's cache
+	// instead of prefilled (Config.PrefixReuse).
+	CachedTokens int
 	// Routes[p][l] are the K expert ids MoE layer l routed position p to, for
 	// every processed position (the prompt and all generated tokens but the
 	// last), with RecordRoutes.
@@ -228,6 +231,7 @@ type seq struct {
 	fed       int     // positions whose keys are in the cache
 	maxTokens int
 	need      int  // cache slots it may use
+	cached    int  // prompt tokens taken from another row's cache
 	lead      *seq // the prefilling row whose prompt prefix this one waits to copy (scheduler.lead)
 	leadAt    int  // how much of it
 	out       []Token
@@ -278,7 +282,7 @@ func (s *seq) accept(t Token) (Finish, bool) {
 }
 
 func (s *seq) finish(f Finish, err error) {
-	s.result = &Result{Tokens: s.out, Finish: f, PromptTokens: len(s.req.Prompt), Routes: s.routes,
+	s.result = &Result{Tokens: s.out, Finish: f, PromptTokens: len(s.req.Prompt), CachedTokens: s.cached, Routes: s.routes,
 		TimeToFirstToken: s.firstTok, Duration: time.Since(s.start)}
 	s.err = err
 	close(s.done)

@@ -339,7 +339,7 @@ func (s *scheduler) reuse(q *seq) error {
 			return err
 		}
 	}
-	q.fed = best
+	q.fed, q.cached = best, best
 	if q.req.RecordRoutes {
 		q.routes = append(q.routes[:0], routes[:best]...)
 	}
@@ -387,7 +387,7 @@ func (s *scheduler) follow() error {
 			if err := s.st.CopyRow(l.row, q.row); err != nil {
 				return err
 			}
-			q.fed = q.leadAt
+			q.fed, q.cached = q.leadAt, q.leadAt
 			if q.req.RecordRoutes {
 				q.routes = append(q.routes[:0], l.routes[:q.fed]...)
 			}

@@ -301,6 +301,7 @@ type chatChoice struct {
 	pending         []TokenLogprob // logprobs not yet sent in a chunk
 	started         bool           // the role chunk was sent
 	finish          string
+	cached          int // prompt tokens taken from the cache
 }
 
 // token takes one generated token and returns the deltas it releases.
@@ -462,6 +463,7 @@ func (s *Server) Chat(ctx context.Context, req *ChatRequest, emit func(*ChatChun
 			c.finish = "tool_calls"
 		}
 		s.metrics.generation(ev.res, c.finish)
+		c.cached = ev.res.CachedTokens
 		finish := c.finish
 		send(c, ChunkDelta{}, &finish)
 		return false
@@ -472,8 +474,9 @@ func (s *Server) Chat(ctx context.Context, req *ChatRequest, emit func(*ChatChun
 	if err := ctx.Err(); err != nil && emitErr == nil {
 		return nil, errorf(499, "client_closed_request", "", "the request was cancelled: %v", context.Cause(ctx))
 	}
-	usage := &Usage{PromptTokens: len(job.prompt)}
+	usage := &Usage{PromptTokens: len(job.prompt), PromptTokensDetails: &PromptTokensDetails{CachedTokens: len(job.prompt)}}
 	for _, c := range choices {
+		usage.PromptTokensDetails.CachedTokens = min(usage.PromptTokensDetails.CachedTokens, c.cached)
 		c.msg.Role = "assistant"
 		choice := ChatChoice{Index: c.index, Message: c.msg, FinishReason: c.finish}
 		if job.logprobs {

@@ -254,6 +254,30 @@ func TestGoSDK(t *testing.T) {
 		}
 	})
 
+	t.Run("cached prompt", func(t *testing.T) {
+		// The same long prompt twice: the second takes all of it but the
+		// last token from the cache, and says so in OpenAI's usage field.
+		p := openai.ChatCompletionNewParams{
+			Model: testModel,
+			Messages: []openai.ChatCompletionMessageParamUnion{
+				openai.SystemMessage("You answer questions about the weather in one short sentence, and say when you do not know."),
+				openai.UserMessage("Will it rain tomorrow?"),
+			},
+			MaxTokens: openai.Int(3),
+		}
+		var usage [2]openai.CompletionUsage
+		for i := range usage {
+			resp, err := client.Chat.Completions.New(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			usage[i] = resp.Usage
+		}
+		if got, want := usage[1].PromptTokensDetails.CachedTokens, usage[1].PromptTokens-1; got != want || usage[0].PromptTokensDetails.CachedTokens != 0 {
+			t.Errorf("cached tokens %d then %d of %d, want 0 then %d", usage[0].PromptTokensDetails.CachedTokens, got, usage[1].PromptTokens, want)
+		}
+	})
+
 	t.Run("tool round trip", func(t *testing.T) {
 		assistant := openai.ChatCompletionAssistantMessageParam{
 			ToolCalls: []openai.ChatCompletionMessageToolCallUnionParam{{OfFunction: &openai.ChatCompletionMessageFunctionToolCallParam{

@@ -16,6 +16,7 @@ type compChoice struct {
 	tokens   int
 	logprobs *CompletionLogprobs
 	finish   string
+	cached   int // prompt tokens taken from the cache
 }
 
 // Complete runs a text completion: the prompt as given, no chat format. With
@@ -164,6 +165,7 @@ func (s *Server) Complete(ctx context.Context, req *CompletionRequest, emit func
 			c.finish = "length"
 		}
 		s.metrics.generation(ev.res, c.finish)
+		c.cached = ev.res.CachedTokens
 		finish := c.finish
 		send(c, rest, nil, &finish)
 		return false
@@ -174,8 +176,9 @@ func (s *Server) Complete(ctx context.Context, req *CompletionRequest, emit func
 	if err := ctx.Err(); err != nil && emitErr == nil {
 		return nil, errorf(499, "client_closed_request", "", "the request was cancelled: %v", err)
 	}
-	usage := &Usage{PromptTokens: promptTokens}
+	usage := &Usage{PromptTokens: promptTokens, PromptTokensDetails: &PromptTokensDetails{CachedTokens: promptTokens}}
 	for _, c := range choices {
+		usage.PromptTokensDetails.CachedTokens = min(usage.PromptTokensDetails.CachedTokens, c.cached)
 		finish := c.finish
 		resp.Choices = append(resp.Choices, CompletionChoice{Index: c.index, Text: string(c.out), Logprobs: c.logprobs, FinishReason: &finish})
 		usage.CompletionTokens += c.tokens

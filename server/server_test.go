@@ -834,10 +834,20 @@ func TestConversationReusesItsHistory(t *testing.T) {
 	msgs = append(msgs,
 		map[string]any{"role": "assistant", "content": first.Choices[0].Message.Content},
 		map[string]any{"role": "user", "content": "And of Italy?"})
-	if status, body := post(t, ts.URL+"/v1/chat/completions", map[string]any{"model": testModel, "messages": msgs, "max_tokens": 4, "temperature": 0}); status != 200 {
+	status, body = post(t, ts.URL+"/v1/chat/completions", map[string]any{"model": testModel, "messages": msgs, "max_tokens": 4, "temperature": 0})
+	if status != 200 {
 		t.Fatalf("second turn: status %d: %s", status, body)
 	}
-	if reused := s.eng.Stats().ReusedTokens - before; reused < int64(first.Usage.PromptTokens) {
+	second := decode[ChatResponse](t, body)
+	reused := s.eng.Stats().ReusedTokens - before
+	if reused < int64(first.Usage.PromptTokens) {
 		t.Errorf("the second turn reused %d prompt tokens, want at least the first turn's %d", reused, first.Usage.PromptTokens)
+	}
+	// OpenAI's usage.prompt_tokens_details.cached_tokens says so.
+	if d := first.Usage.PromptTokensDetails; d == nil || d.CachedTokens != 0 {
+		t.Errorf("first turn: prompt tokens details %+v, want 0 cached", d)
+	}
+	if d := second.Usage.PromptTokensDetails; d == nil || int64(d.CachedTokens) != reused {
+		t.Errorf("second turn: prompt tokens details %+v, want %d cached", d, reused)
 	}
 }
