@@ -127,9 +127,18 @@ type Engine struct {
 	quit   chan struct{}
 	wg     sync.WaitGroup
 	seed   atomic.Uint64
+	// weights counts WeightsChanged calls: caches computed before the last
+	// one are not reused.
+	weights atomic.Int64
 
 	stats statsCounters
 }
+
+// WeightsChanged tells the engine that its model's weights were updated (an
+// RL or training step on the same store): what its caches hold was computed
+// with the old weights, so no new request reuses it (Config.PrefixReuse).
+// Requests already running keep their own caches.
+func (e *Engine) WeightsChanged() { e.weights.Add(1) }
 
 // New starts an engine. Close stops it.
 func New(m *model.Model, backend compute.Backend, cfg Config) (*Engine, error) {
@@ -230,10 +239,11 @@ type seq struct {
 	tokens    []int32 // prompt + generated
 	fed       int     // positions whose keys are in the cache
 	maxTokens int
-	need      int  // cache slots it may use
-	cached    int  // prompt tokens taken from another row's cache
-	lead      *seq // the prefilling row whose prompt prefix this one waits to copy (scheduler.lead)
-	leadAt    int  // how much of it
+	need      int   // cache slots it may use
+	cached    int   // prompt tokens taken from another row's cache
+	weights   int64 // Engine.weights when it was admitted: the weights its cache was computed with
+	lead      *seq  // the prefilling row whose prompt prefix this one waits to copy (scheduler.lead)
+	leadAt    int   // how much of it
 	out       []Token
 	routes    [][][]int32
 	start     time.Time

@@ -547,6 +547,7 @@ func TestPrefixReuse(t *testing.T) {
 		{"follow-up, routes", 0, true, true, 1},
 		{"routes not recorded before", 0, false, true, 0},
 		{"off", -1, false, false, 0},
+		{"weights changed", 0, false, false, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e, fx := newEngine(t, engine.Config{PrefillChunk: 16, PrefixReuse: c.reuse})
@@ -561,6 +562,9 @@ func TestPrefixReuse(t *testing.T) {
 			}
 			first := gen(fx[:30], 6, c.first)
 			held := 30 + len(first.Tokens) - 1 // the last token was never fed
+			if c.name == "weights changed" {
+				e.WeightsChanged() // what the first request left was computed with the old weights
+			}
 			follow := append(append(slices.Clone(fx[:30]), ids(first.Tokens)...), fx[40:52]...)
 			second := gen(follow, 5, c.routes)
 			if want := greedyReference(t, follow, 5); !slices.Equal(ids(second.Tokens), want) {

@@ -58,6 +58,7 @@ type Stats struct {
 	CacheBudget      int64
 	PromptTokens     int64 // totals since start: prompt tokens prefilled,
 	ReusedTokens     int64 // prompt tokens taken from another row's cache instead (Config.PrefixReuse),
+	WeightChanges    int64 // Engine.WeightsChanged calls
 	GeneratedTokens  int64
 	DecodeSteps      int64
 	ChainedSteps     int64 // decode steps run inside chains (Config.ChainSteps)
@@ -80,7 +81,7 @@ func (e *Engine) Stats() Stats {
 		Waiting: int(c.waiting.Load()), Running: int(c.running.Load()),
 		Rows: int(c.rows.Load()), Capacity: int(c.capacity.Load()),
 		CacheBytes: c.cacheBytes.Load(), CacheBudget: e.cfg.MemoryBudget,
-		PromptTokens: c.prompt.Load(), ReusedTokens: c.reused.Load(), GeneratedTokens: c.generated.Load(),
+		PromptTokens: c.prompt.Load(), ReusedTokens: c.reused.Load(), WeightChanges: e.weights.Load(), GeneratedTokens: c.generated.Load(),
 		DecodeSteps: c.steps.Load(), ChainedSteps: c.chained.Load(), LoopedSteps: c.looped.Load(),
 		Requests: c.reqs.Load(),
 	}
@@ -97,10 +98,29 @@ type scheduler struct {
 }
 
 // cached is a cache row's valid prefix: the tokens at positions [0, n) and,
-// if they were recorded, their routes.
+// if they were recorded, their routes, computed with the weights of
+// Engine.WeightsChanged count weights.
 type cached struct {
-	tokens []int32
-	routes [][][]int32
+	tokens  []int32
+	routes  [][][]int32
+	weights int64
+}
+
+// held is what row i's cache holds that a new request may reuse: its
+// running sequence's prefix, or what the last one left, if computed with
+// the current weights.
+func (s *scheduler) held(i int) cached {
+	c := s.left[i]
+	if r := s.rows[i]; r != nil {
+		c = cached{tokens: r.tokens[:r.fed], weights: r.weights}
+		if r.req.RecordRoutes {
+			c.routes = r.routes
+		}
+	}
+	if c.weights != s.e.weights.Load() {
+		return cached{}
+	}
+	return c
 }
 
 func (e *Engine) loop() {
@@ -213,7 +233,7 @@ func (s *scheduler) dropCancelled() {
 // release frees q's row, remembering what its cache holds.
 func (s *scheduler) release(q *seq) {
 	s.rows[q.row] = nil
-	c := cached{tokens: q.tokens[:q.fed:q.fed]}
+	c := cached{tokens: q.tokens[:q.fed:q.fed], weights: q.weights}
 	if q.req.RecordRoutes && len(q.routes) >= q.fed {
 		c.routes = q.routes[:q.fed:q.fed]
 	}
@@ -258,7 +278,7 @@ func (s *scheduler) admit() error {
 			return err
 		}
 		s.waiting = s.waiting[1:]
-		q.row = free
+		q.row, q.weights = free, s.e.weights.Load()
 		if err := s.reuse(q); err != nil {
 			return err
 		}
@@ -294,8 +314,8 @@ func (s *scheduler) freeRow(q *seq) int {
 		if r != nil {
 			continue
 		}
-		n := commonPrefix(q.req.Prompt, s.left[i].tokens)
-		if free < 0 || n > shared || (n == shared && len(s.left[i].tokens) < len(s.left[free].tokens)) {
+		n := commonPrefix(q.req.Prompt, s.held(i).tokens)
+		if free < 0 || n > shared || (n == shared && len(s.held(i).tokens) < len(s.held(free).tokens)) {
 			free, shared = i, n
 		}
 	}
@@ -315,14 +335,8 @@ func (s *scheduler) reuse(q *seq) error {
 	}
 	best, from := 0, -1
 	var routes [][][]int32
-	for i, r := range s.rows {
-		c := s.left[i]
-		if r != nil {
-			c = cached{tokens: r.tokens[:r.fed]}
-			if r.req.RecordRoutes {
-				c.routes = r.routes
-			}
-		}
+	for i := range s.rows {
+		c := s.held(i)
 		n := commonPrefix(prompt[:len(prompt)-1], c.tokens)
 		if q.req.RecordRoutes {
 			n = min(n, len(c.routes)) // only positions whose routes are known
@@ -359,7 +373,7 @@ func (s *scheduler) lead(q *seq) {
 		return
 	}
 	for _, r := range s.rows {
-		if r == nil || r == q || r.lead != nil || !r.prefilling() || (q.req.RecordRoutes && !r.req.RecordRoutes) {
+		if r == nil || r == q || r.lead != nil || !r.prefilling() || r.weights != q.weights || (q.req.RecordRoutes && !r.req.RecordRoutes) {
 			continue
 		}
 		if n := commonPrefix(prompt[:len(prompt)-1], r.req.Prompt); n >= least && n > q.leadAt {
@@ -428,7 +442,7 @@ func (s *scheduler) resize(rows, capacity int) error {
 	s.rows, s.left = s.rows[:rows], s.left[:rows]
 	for i, c := range s.left {
 		if n := s.st.Capacity(); len(c.tokens) > n {
-			s.left[i] = cached{tokens: c.tokens[:n]} // the slots past the capacity are gone
+			s.left[i] = cached{tokens: c.tokens[:n], weights: c.weights} // the slots past the capacity are gone
 			if c.routes != nil {
 				s.left[i].routes = c.routes[:n]
 			}

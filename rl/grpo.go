@@ -95,6 +95,8 @@ func Run(ctx context.Context, eng *engine.Engine, upd *Updater, tok Tokenizer, c
 				trained += len(s.Prompt) + len(s.Result.Tokens)
 			}
 		}
+		// The engine's caches hold the old policy's keys: none may be reused.
+		eng.WeightsChanged()
 		if len(off) > 0 {
 			m := meanStats(off)
 			met.OffPolicy = &m

@@ -81,6 +81,10 @@ func TestGRPORaisesReward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each step's update makes the engine's cached prefixes stale.
+	if n := eng.Stats().WeightChanges; n != int64(cfg.Steps) {
+		t.Errorf("the engine heard of %d weight changes in %d steps", n, cfg.Steps)
+	}
 	mean := func(ms []rl.StepMetrics) float64 {
 		var s float64
 		for _, m := range ms {
