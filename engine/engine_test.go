@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -86,6 +87,33 @@ func greedyReference(t *testing.T, prompt []int32, n int) []int32 {
 		seq = append(seq, int32(best))
 	}
 	return out
+}
+
+// checkRoutes fails the test unless res recorded, for every position it
+// processed (the prompt and every generated token but the last), the
+// experts a prefill of those tokens routes them to.
+func checkRoutes(t *testing.T, what string, prompt []int32, res *engine.Result) {
+	t.Helper()
+	m, _ := tinyModel(t)
+	seq := append(slices.Clone(prompt), ids(res.Tokens[:len(res.Tokens)-1])...)
+	if len(res.Routes) != len(seq) {
+		t.Fatalf("%s: %d route records for %d processed positions", what, len(res.Routes), len(seq))
+	}
+	pre, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	K := m.Config.NumExpertsPerTok
+	for p := range seq {
+		for l, r := range pre.Routes {
+			want, got := slices.Clone(r[p*K:(p+1)*K]), slices.Clone(res.Routes[p][l])
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s, position %d, MoE layer %d: recorded experts %v, prefill routes %v", what, p, l, got, want)
+			}
+		}
+	}
 }
 
 func ids(ts []engine.Token) []int32 {
@@ -433,7 +461,6 @@ func TestRefusals(t *testing.T) {
 // (keep routing, rl.md §5), and kept sets contain the sampled token.
 func TestRecordsForRL(t *testing.T) {
 	e, fx := newEngine(t, engine.Config{PrefillChunk: 16})
-	m, _ := tinyModel(t)
 	prompt := fx[:21]
 	res, err := e.Generate(context.Background(), engine.Request{
 		Prompt: prompt, RecordRoutes: true, RecordKept: true,
@@ -442,26 +469,7 @@ func TestRecordsForRL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq := append(slices.Clone(prompt), ids(res.Tokens[:len(res.Tokens)-1])...)
-	if len(res.Routes) != len(seq) {
-		t.Fatalf("%d route records for %d processed positions", len(res.Routes), len(seq))
-	}
-	pre, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	K := m.Config.NumExpertsPerTok
-	for p := range seq {
-		for l, r := range pre.Routes {
-			want := slices.Clone(r[p*K : (p+1)*K])
-			got := slices.Clone(res.Routes[p][l])
-			slices.Sort(want)
-			slices.Sort(got)
-			if !slices.Equal(got, want) {
-				t.Fatalf("position %d, MoE layer %d: recorded experts %v, prefill routes %v", p, l, got, want)
-			}
-		}
-	}
+	checkRoutes(t, "routes", prompt, res)
 	for i, tok := range res.Tokens {
 		if len(tok.Kept) == 0 || len(tok.Kept) > 20 || !slices.Contains(tok.Kept, tok.ID) {
 			t.Errorf("token %d: kept set %v does not hold sampled id %d (top-k 20)", i, tok.Kept, tok.ID)
@@ -477,7 +485,6 @@ func TestRecordsForRL(t *testing.T) {
 // the model run alone: the same greedy tokens and the same recorded routes
 // for prompts of different lengths arriving together.
 func TestMixedSteps(t *testing.T) {
-	m, _ := tinyModel(t)
 	for _, mixed := range []int{0, -1} {
 		e, fx := newEngine(t, engine.Config{MaxBatch: 8, PrefillChunk: 16, MixedTokens: mixed})
 		lengths := []int{3, 17, 9, 40, 1, 23, 16, 33, 5, 12}
@@ -501,31 +508,12 @@ func TestMixedSteps(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		K := m.Config.NumExpertsPerTok
 		for i, n := range lengths {
 			prompt := fx[i : i+n]
 			if want := greedyReference(t, prompt, 3+i%4); !slices.Equal(got[i].tokens, want) {
 				t.Errorf("mixed %d, request %d: batched %v, alone %v", mixed, i, got[i].tokens, want)
 			}
-			seq := append(slices.Clone(prompt), got[i].tokens[:len(got[i].tokens)-1]...)
-			if len(got[i].res.Routes) != len(seq) {
-				t.Fatalf("mixed %d, request %d: %d route records for %d positions", mixed, i, len(got[i].res.Routes), len(seq))
-			}
-			pre, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for p := range seq {
-				for l, r := range pre.Routes {
-					want := slices.Clone(r[p*K : (p+1)*K])
-					have := slices.Clone(got[i].res.Routes[p][l])
-					slices.Sort(want)
-					slices.Sort(have)
-					if !slices.Equal(have, want) {
-						t.Fatalf("mixed %d, request %d, position %d, layer %d: recorded %v, prefill %v", mixed, i, p, l, have, want)
-					}
-				}
-			}
+			checkRoutes(t, fmt.Sprintf("mixed %d, request %d", mixed, i), prompt, got[i].res)
 		}
 	}
 }
@@ -535,8 +523,6 @@ func TestMixedSteps(t *testing.T) {
 // prefills only the rest, and gets the tokens and routes it gets alone; a
 // request recording routes reuses only positions whose routes were recorded.
 func TestPrefixReuse(t *testing.T) {
-	m, _ := tinyModel(t)
-	K := m.Config.NumExpertsPerTok
 	for _, c := range []struct {
 		name           string
 		reuse          int
@@ -578,24 +564,7 @@ func TestPrefixReuse(t *testing.T) {
 			if !c.routes {
 				return
 			}
-			seq := append(slices.Clone(follow), ids(second.Tokens[:len(second.Tokens)-1])...)
-			if len(second.Routes) != len(seq) {
-				t.Fatalf("%d route records for %d positions", len(second.Routes), len(seq))
-			}
-			pre, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for p := range seq {
-				for l, r := range pre.Routes {
-					want, got := slices.Clone(r[p*K:(p+1)*K]), slices.Clone(second.Routes[p][l])
-					slices.Sort(want)
-					slices.Sort(got)
-					if !slices.Equal(got, want) {
-						t.Fatalf("position %d, MoE layer %d: recorded %v, prefill %v", p, l, got, want)
-					}
-				}
-			}
+			checkRoutes(t, "follow-up", follow, second)
 		})
 	}
 }
@@ -692,7 +661,7 @@ func TestPrefixReuseAfterIdle(t *testing.T) {
 // copy it, routes included, and each gets what it gets alone. A sample
 // whose leader is cancelled before its prefill prefills for itself.
 func TestPrefixReuseGroup(t *testing.T) {
-	m, fx := tinyModel(t)
+	_, fx := tinyModel(t)
 	// A long prompt prefilled chunk by chunk, oldest first, holds the others
 	// back until they are all admitted.
 	var blocker []int32
@@ -728,12 +697,6 @@ func TestPrefixReuseGroup(t *testing.T) {
 		samples = append(samples, start(e, prompt, true, context.Background()))
 	}
 	want := greedyReference(t, prompt, 5)
-	seq := append(slices.Clone(prompt), want[:4]...)
-	pre, err := m.RunPrefill(testutil.Backend(t), seq, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	K := m.Config.NumExpertsPerTok
 	for i, c := range samples {
 		res := <-c
 		if res == nil {
@@ -742,19 +705,7 @@ func TestPrefixReuseGroup(t *testing.T) {
 		if !slices.Equal(ids(res.Tokens), want) {
 			t.Errorf("sample %d: %v, alone %v", i, ids(res.Tokens), want)
 		}
-		if len(res.Routes) != len(seq) {
-			t.Fatalf("sample %d: %d route records for %d positions", i, len(res.Routes), len(seq))
-		}
-		for p := range seq {
-			for l, r := range pre.Routes {
-				w, h := slices.Clone(r[p*K:(p+1)*K]), slices.Clone(res.Routes[p][l])
-				slices.Sort(w)
-				slices.Sort(h)
-				if !slices.Equal(h, w) {
-					t.Fatalf("sample %d, position %d, layer %d: recorded %v, prefill %v", i, p, l, h, w)
-				}
-			}
-		}
+		checkRoutes(t, fmt.Sprintf("sample %d", i), prompt, res)
 	}
 	<-blocked // (it reports to t: it must end before the test does)
 	// Each sample feeds the prompt's last token itself; the rest is prefilled once.
