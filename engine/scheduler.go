@@ -56,8 +56,8 @@ type Stats struct {
 	Rows, Capacity   int   // the cache's shape
 	CacheBytes       int64 // device memory the caches hold
 	CacheBudget      int64
-	PromptTokens     int64 // totals since start: prompt tokens prefilled,
-	ReusedTokens     int64 // prompt tokens taken from another row's cache instead (Config.PrefixReuse),
+	PromptTokens     int64 // totals since start; prompt tokens prefilled
+	ReusedTokens     int64 // prompt tokens taken from another row's cache instead (Config.PrefixReuse)
 	WeightChanges    int64 // Engine.WeightsChanged calls
 	GeneratedTokens  int64
 	DecodeSteps      int64
