@@ -659,13 +659,14 @@ func TestPrefixReuseAfterIdle(t *testing.T) {
 // TestPrefixReuseGroup: samples of one prompt admitted together (a GRPO
 // rollout) prefill it once: the others wait for the first's prefill and
 // copy it, routes included, and each gets what it gets alone. A sample
-// whose leader is cancelled before its prefill prefills for itself.
+// whose leader is cancelled while it waits goes on by itself (it would
+// wait forever otherwise).
 func TestPrefixReuseGroup(t *testing.T) {
 	_, fx := tinyModel(t)
 	// A long prompt prefilled chunk by chunk, oldest first, holds the others
 	// back until they are all admitted.
 	var blocker []int32
-	for range 5 {
+	for range 10 { // 640 tokens: 40 chunks
 		blocker = append(blocker, fx[32:]...)
 		blocker = append(blocker, fx[:32]...)
 	}
@@ -726,9 +727,6 @@ func TestPrefixReuseGroup(t *testing.T) {
 	<-leader
 	if res := <-follower; res == nil || !slices.Equal(ids(res.Tokens), want) {
 		t.Errorf("after its leader was cancelled: %v, alone %v", res, want)
-	}
-	if st := e.Stats(); st.ReusedTokens != 0 {
-		t.Errorf("%d prompt tokens reused from a cancelled leader that fed none", st.ReusedTokens)
 	}
 	<-blocked
 }
