@@ -132,19 +132,14 @@ func (s *Stepper) LoopedSteps() int64 { return s.looped }
 
 // chainLoop runs Chain's n steps as one program (Options.DeviceLoop).
 func (s *Stepper) chainLoop(state *tensors.Tensor, n int) ([][]int32, error) {
-	exec, err := s.loopExec(fmt.Sprintf("greedy/%d", n), func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+	res, err := s.runLoop(fmt.Sprintf("greedy/%d", n), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 		return s.greedyLoop(scope, in, n)
-	})
+	}, state)
 	if err != nil {
 		return nil, err
 	}
-	outs, err := s.execDonating(exec, state)
-	if err != nil {
-		return nil, err
-	}
-	s.looped += int64(n)
-	flat := tensors.MustCopyFlatData[int32](outs[0]) // [n, rows, 1]
-	outs[0].FinalizeAll()
+	flat := tensors.MustCopyFlatData[int32](res) // [n, rows, 1]
+	res.FinalizeAll()
 	out := make([][]int32, n)
 	for i := range out {
 		out[i] = flat[i*s.rows : (i+1)*s.rows]
@@ -154,19 +149,14 @@ func (s *Stepper) chainLoop(state *tensors.Tensor, n int) ([][]int32, error) {
 
 // sampleLoop runs ChainSample's n steps as one program (Options.DeviceLoop).
 func (s *Stepper) sampleLoop(state, how, rng *tensors.Tensor, truncated bool, n int) ([][]ChainToken, error) {
-	exec, err := s.loopExec(fmt.Sprintf("sampled/%d/%t", n, truncated), func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+	res, err := s.runLoop(fmt.Sprintf("sampled/%d/%t", n, truncated), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 		return s.sampledLoop(scope, in, n, truncated)
-	})
+	}, state, how, rng)
 	if err != nil {
 		return nil, err
 	}
-	outs, err := s.execDonating(exec, state, how, rng)
-	if err != nil {
-		return nil, err
-	}
-	s.looped += int64(n)
-	drawn := tensors.MustCopyFlatData[float32](outs[0]) // [n, rows, 3]
-	outs[0].FinalizeAll()
+	drawn := tensors.MustCopyFlatData[float32](res) // [n, rows, 3]
+	res.FinalizeAll()
 	out := make([][]ChainToken, n)
 	for i := range out {
 		out[i] = make([]ChainToken, s.rows)
@@ -201,21 +191,27 @@ func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, truncate
 		})
 }
 
-// loopExec returns the device loop's executor of this kind, building it on
-// first use.
-func (s *Stepper) loopExec(kind string, fn func(*gm.Scope, []*graph.Node) []*graph.Node) (*gm.Exec, error) {
-	if e := s.loops[kind]; e != nil {
-		return e, nil
+// runLoop runs the device loop of this kind (its n steps; fn builds it on
+// first use) on args and the caches, which it updates, and returns the
+// steps' outputs.
+func (s *Stepper) runLoop(kind string, n int, fn func(*gm.Scope, []*graph.Node) []*graph.Node, args ...any) (*tensors.Tensor, error) {
+	e := s.loops[kind]
+	if e == nil {
+		var err error
+		if e, err = gm.NewExec(s.backend, s.m.Store, fn); err != nil {
+			return nil, err
+		}
+		if s.loops == nil {
+			s.loops = map[string]*gm.Exec{}
+		}
+		s.loops[kind] = e
 	}
-	e, err := gm.NewExec(s.backend, s.m.Store, fn)
+	outs, err := s.execDonating(e, args...)
 	if err != nil {
 		return nil, err
 	}
-	if s.loops == nil {
-		s.loops = map[string]*gm.Exec{}
-	}
-	s.loops[kind] = e
-	return e, nil
+	s.looped += int64(n)
+	return outs[0], nil
 }
 
 // loopStep is one step of a device loop: the carried values and the caches
