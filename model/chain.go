@@ -2,6 +2,10 @@ package model
 
 import (
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -32,7 +36,9 @@ func (s *Stepper) Chain(tokens, pos []int32, n int) (out [][]int32, err error) {
 	state := chainState(tokens, pos)
 	defer func() { state.FinalizeAll() }()
 	if s.loopable() {
-		return s.chainLoop(state, n)
+		if out, ok, err := s.chainLoop(state, n); ok || err != nil {
+			return out, err
+		}
 	}
 	out = make([][]int32, 0, n)
 	for i := range n {
@@ -130,34 +136,52 @@ func (s *Stepper) DeviceLoop() bool { return s.loopable() }
 // loops: what did run, where DeviceLoop says what may.
 func (s *Stepper) LoopedSteps() int64 { return s.looped }
 
-// chainLoop runs Chain's n steps as one program (Options.DeviceLoop).
-func (s *Stepper) chainLoop(state *tensors.Tensor, n int) ([][]int32, error) {
-	res, err := s.runLoop(fmt.Sprintf("greedy/%d", n), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+// LoopPrograms is how many device loop programs this stepper has built, one
+// per kind, step count and cache shape.
+func (s *Stepper) LoopPrograms() int64 { return s.built.Load() }
+
+// WaitLoops waits for the device loops compiling in the background
+// (Options.LoopsInBackground) and returns the first of their errors.
+func (s *Stepper) WaitLoops() error {
+	for _, k := range slices.Sorted(maps.Keys(s.compiles)) {
+		c := s.compiles[k]
+		if <-c.done; c.err != nil {
+			return c.err
+		}
+	}
+	return nil
+}
+
+// chainLoop runs Chain's n steps as one program (Options.DeviceLoop); ok is
+// false while that program compiles in the background.
+func (s *Stepper) chainLoop(state *tensors.Tensor, n int) (out [][]int32, ok bool, err error) {
+	res, ok, err := s.runLoop(fmt.Sprintf("greedy/%d", n), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 		return s.greedyLoop(scope, in, n)
 	}, state)
-	if err != nil {
-		return nil, err
+	if !ok || err != nil {
+		return nil, ok, err
 	}
 	flat := tensors.MustCopyFlatData[int32](res) // [n, rows, 1]
 	res.FinalizeAll()
-	out := make([][]int32, n)
+	out = make([][]int32, n)
 	for i := range out {
 		out[i] = flat[i*s.rows : (i+1)*s.rows]
 	}
-	return out, nil
+	return out, true, nil
 }
 
-// sampleLoop runs ChainSample's n steps as one program (Options.DeviceLoop).
-func (s *Stepper) sampleLoop(state, how, rng *tensors.Tensor, truncated bool, n int) ([][]ChainToken, error) {
-	res, err := s.runLoop(fmt.Sprintf("sampled/%d/%t", n, truncated), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+// sampleLoop runs ChainSample's n steps as one program (Options.DeviceLoop);
+// ok is false while that program compiles in the background.
+func (s *Stepper) sampleLoop(state, how, rng *tensors.Tensor, truncated bool, n int) (out [][]ChainToken, ok bool, err error) {
+	res, ok, err := s.runLoop(fmt.Sprintf("sampled/%d/%t", n, truncated), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
 		return s.sampledLoop(scope, in, n, truncated)
 	}, state, how, rng)
-	if err != nil {
-		return nil, err
+	if !ok || err != nil {
+		return nil, ok, err
 	}
 	drawn := tensors.MustCopyFlatData[float32](res) // [n, rows, 3]
 	res.FinalizeAll()
-	out := make([][]ChainToken, n)
+	out = make([][]ChainToken, n)
 	for i := range out {
 		out[i] = make([]ChainToken, s.rows)
 		for b := range out[i] {
@@ -165,13 +189,14 @@ func (s *Stepper) sampleLoop(state, how, rng *tensors.Tensor, truncated bool, n 
 			out[i][b] = ChainToken{ID: int32(d[0]), Logprob: d[1], SampleLogprob: d[2]}
 		}
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // greedyLoop: in = state [rows, 2], caches… → caches…, tokens [n, rows, 1]:
 // n chainSteps in one device loop.
 func (s *Stepper) greedyLoop(scope *gm.Scope, in []*graph.Node, n int) []*graph.Node {
-	return s.deviceLoop(scope, in, 1, n, shapes.Make(dtypes.Int32, s.rows, 1),
+	rows := in[0].Shape().Dim(0) // not s.rows: the program may build in the background
+	return s.deviceLoop(scope, in, 1, n, shapes.Make(dtypes.Int32, rows, 1),
 		func(scope *gm.Scope, carried, caches []*graph.Node) ([]*graph.Node, []*graph.Node, *graph.Node) {
 			outs := s.chainStep(scope, append(carried, caches...))
 			next := outs[len(caches)] // [rows, 2]
@@ -182,7 +207,8 @@ func (s *Stepper) greedyLoop(scope *gm.Scope, in []*graph.Node, n int) []*graph.
 // sampledLoop: in = state [rows, 2], draws [rows, 4], RNG state, caches… →
 // caches…, drawn [n, rows, 3]: n sampleSteps in one device loop.
 func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, truncated bool) []*graph.Node {
-	return s.deviceLoop(scope, in, 3, n, shapes.Make(dtypes.Float32, s.rows, 3),
+	rows := in[0].Shape().Dim(0)
+	return s.deviceLoop(scope, in, 3, n, shapes.Make(dtypes.Float32, rows, 3),
 		func(scope *gm.Scope, carried, caches []*graph.Node) ([]*graph.Node, []*graph.Node, *graph.Node) {
 			outs := s.sampleStep(scope, append(carried, caches...), truncated)
 			nc := len(caches)
@@ -193,25 +219,83 @@ func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, truncate
 
 // runLoop runs the device loop of this kind (its n steps; fn builds it on
 // first use) on args and the caches, which it updates, and returns the
-// steps' outputs.
-func (s *Stepper) runLoop(kind string, n int, fn func(*gm.Scope, []*graph.Node) []*graph.Node, args ...any) (*tensors.Tensor, error) {
+// steps' outputs. With Options.LoopsInBackground, a program not yet
+// compiled for this shape starts compiling in the background and ok is
+// false: the caller runs the steps another way and nothing was touched.
+func (s *Stepper) runLoop(kind string, n int, fn func(*gm.Scope, []*graph.Node) []*graph.Node, args ...*tensors.Tensor) (_ *tensors.Tensor, ok bool, err error) {
 	e := s.loops[kind]
 	if e == nil {
-		var err error
-		if e, err = gm.NewExec(s.backend, s.m.Store, fn); err != nil {
-			return nil, err
+		build := func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+			s.built.Add(1)
+			return fn(scope, in)
+		}
+		if e, err = gm.NewExec(s.backend, s.m.Store, build); err != nil {
+			return nil, false, err
 		}
 		if s.loops == nil {
 			s.loops = map[string]*gm.Exec{}
 		}
 		s.loops[kind] = e
 	}
-	outs, err := s.execDonating(e, args...)
+	if s.opts.LoopsInBackground {
+		if ready, err := s.loopReady(e, kind, args); !ready || err != nil {
+			return nil, false, err
+		}
+	}
+	in := make([]any, len(args))
+	for i, a := range args {
+		in[i] = a
+	}
+	outs, err := s.execDonating(e, in...)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	s.looped += int64(n)
-	return outs[0], nil
+	return outs[0], true, nil
+}
+
+// loopCompile is a device loop's program compiling in the background.
+type loopCompile struct {
+	done chan struct{} // closed when compiled
+	err  error
+}
+
+// loopReady reports whether e's program for args and the caches as they
+// are now has compiled, and starts compiling it if nothing has. The program
+// is built from the shapes alone (the greedy and sampled loops read no
+// stepper field that Resize changes), so the stepper goes on meanwhile.
+func (s *Stepper) loopReady(e *gm.Exec, kind string, args []*tensors.Tensor) (bool, error) {
+	key := fmt.Sprintf("%s %dx%d", kind, s.rows, s.capacity)
+	c := s.compiles[key]
+	if c == nil {
+		var in []shapes.Shape
+		for _, a := range args {
+			in = append(in, a.Shape())
+		}
+		for _, x := range s.caches {
+			in = append(in, x.Shape())
+		}
+		c = &loopCompile{done: make(chan struct{})}
+		if s.compiles == nil {
+			s.compiles = map[string]*loopCompile{}
+		}
+		s.compiles[key] = c
+		go func() {
+			defer close(c.done)
+			start := time.Now()
+			if _, err := e.Compile(in...); err != nil {
+				c.err = fmt.Errorf("device loop %s: %w", key, err)
+				return
+			}
+			slog.Debug("device loop compiled", "loop", key, "seconds", time.Since(start).Seconds())
+		}()
+	}
+	select {
+	case <-c.done:
+		return c.err == nil, c.err
+	default:
+		return false, nil
+	}
 }
 
 // loopStep is one step of a device loop: the carried values and the caches
@@ -357,8 +441,12 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	if s.loopable() && (!truncated || s.opts.NativeTopK) {
 		// A truncated draw without digits sorts the vocabulary: no loop.
 		state := chainState(tokens, pos)
-		defer func() { state.FinalizeAll(); rng.FinalizeAll() }()
-		return s.sampleLoop(state, how, rng, truncated, n)
+		out, ok, err := s.sampleLoop(state, how, rng, truncated, n)
+		state.FinalizeAll()
+		if ok || err != nil {
+			rng.FinalizeAll()
+			return out, err
+		}
 	}
 	state := chainState(tokens, pos)
 	var drawn *tensors.Tensor // [rows, 3]: id, logprob, sample logprob of the last step

@@ -74,6 +74,54 @@ func deviceLoopOpts(t *testing.T) model.Options {
 	return model.Options{NativeTopK: true, DigitTopK: true, DeviceLoop: true}
 }
 
+// TestLoopsInBackground: with Options.LoopsInBackground the first chain of
+// a kind and shape does not wait for its loop to compile but steps from the
+// host; once compiled, the next chains run as that loop, built once; the
+// tokens are the same either way; a new cache shape compiles anew.
+func TestLoopsInBackground(t *testing.T) {
+	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
+	const n, capacity = 3, 24
+	plain := newChainStart(t, f, capacity, model.Options{})
+	ref, err := plain.prefilled().Chain(plain.first, plain.pos, 3*n) // the host's chain: as step by step
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := deviceLoopOpts(t)
+	opts.LoopsInBackground = true
+	c := newChainStart(t, f, capacity, opts)
+	st := c.prefilled()
+	tok, pos, done := c.first, c.pos, 0
+	chain := func(wantLooped, wantPrograms int64) {
+		t.Helper()
+		before := st.LoopedSteps()
+		got, err := st.Chain(tok, pos, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if looped := st.LoopedSteps() - before; looped != wantLooped {
+			t.Fatalf("%d steps ran in a loop, want %d", looped, wantLooped)
+		}
+		if err := st.WaitLoops(); err != nil {
+			t.Fatal(err)
+		}
+		if st.LoopPrograms() != wantPrograms {
+			t.Fatalf("%d loop programs built, want %d", st.LoopPrograms(), wantPrograms)
+		}
+		for i, step := range got {
+			if !slices.Equal(step, ref[done+i]) {
+				t.Fatalf("step %d: tokens %v, want %v", done+i, step, ref[done+i])
+			}
+		}
+		tok, pos, done = got[n-1], []int32{pos[0] + n, pos[1] + n}, done+n
+	}
+	chain(0, 1) // steps from the host while the loop compiles
+	chain(n, 1) // the loop, as compiled
+	if err := st.Resize(2, capacity+8); err != nil {
+		t.Fatal(err)
+	}
+	chain(0, 2) // a new shape
+}
+
 // checkLooped fails the test unless st ran its chains' n steps inside
 // device loops exactly when asked to: a silent fallback to a program a step
 // would pass every comparison.

@@ -68,6 +68,15 @@ type Options struct {
 	// NativeTopK is set (Stepper.loopable says why); elsewhere Chain ignores
 	// it (Stepper.DeviceLoop tells).
 	DeviceLoop bool
+	// LoopsInBackground, with DeviceLoop, compiles each device loop (one
+	// program per kind, step count and cache shape) in the background on
+	// first use instead of making that chain wait: until the program is
+	// ready, chains run a program a step. On XLA a loop of a 3B model takes
+	// seconds to compile, which a server should not make its requests wait
+	// for. Stepper.WaitLoops waits for what is compiling. A loop builds
+	// while others may: every build of the model only reads its store, but
+	// one that adds variables (a trainer's first) must not overlap it.
+	LoopsInBackground bool
 	// LogitsAt (optional, [B] int32) computes the logits of one position per
 	// row only, so Logits is [B, 1, V]: decoding and prefill chunks never pay
 	// for the head on positions nobody samples from.

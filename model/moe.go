@@ -60,9 +60,12 @@ func choose(scope *gm.Scope, cfg *Config, sigma *graph.Node, wantScores bool) (i
 	g := sigma.Graph()
 	N := sigma.Shape().Dim(0)
 	E, G, K := cfg.NumRoutedExperts, cfg.NumGroups, cfg.NumExpertsPerTok
-	biasVar := scope.Store().VariableWithShape(gm.JoinPath(scope.Scope(), "e_score_correction_bias"),
-		shapes.Make(dtypes.Float32, E), initializer.Zero)
-	biasVar.SetTrainable(false)                                                                  // moved by load balancing, never by gradients (dsa.md §5)
+	biasPath := gm.JoinPath(scope.Scope(), "e_score_correction_bias")
+	biasVar := existing(scope.Store(), biasPath, E)
+	if biasVar == nil {
+		biasVar = scope.Store().VariableWithShape(biasPath, shapes.Make(dtypes.Float32, E), initializer.Zero).
+			SetTrainable(false) // moved by load balancing, never by gradients (dsa.md §5)
+	}
 	choice := graph.StopGradient(graph.Add(sigma, graph.ExpandAxes(biasVar.NodeValue(g), 0)))    // [N, E]
 	grouped := graph.Reshape(choice, N, G, E/G)                                                  // [N, G, E/G]
 	groupScore := topTwoSum(grouped)                                                             // [N, G]

@@ -1,6 +1,9 @@
 package model
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
@@ -21,16 +24,27 @@ func weight(scope *gm.Scope, g *graph.Graph, dt dtypes.DType, init gm.VariableIn
 		init = scope.Initializer()
 	}
 	path := gm.JoinPath(scope.Scope(), name)
-	storage := ParamDType(scope)
-	if v := scope.Store().GetVariable(path); v != nil {
-		storage = v.DType()
+	v := existing(scope.Store(), path, dims...)
+	if v == nil {
+		v = scope.Store().VariableWithShape(path, shapes.Make(ParamDType(scope), dims...), init)
 	}
-	v := scope.Store().VariableWithShape(path, shapes.Make(storage, dims...), init)
 	n := v.NodeValue(g)
 	if n.DType() != dt {
 		n = graph.ConvertDType(n, dt)
 	}
 	return n
+}
+
+// existing returns the store's variable at path, nil if there is none, and
+// panics if its dimensions are not dims. It only reads: Store.VariableWithShape
+// writes to a variable it finds, and device loops build their programs in
+// the background while other programs build (Options.LoopsInBackground).
+func existing(store *gm.Store, path string, dims ...int) *gm.Variable {
+	v := store.GetVariable(path)
+	if v != nil && !slices.Equal(v.Shape().Dimensions, dims) {
+		panic(fmt.Errorf("variable %s has shape %s, want dimensions %v", path, v.Shape(), dims))
+	}
+	return v
 }
 
 // linear is y = x · Wᵀ with W [out, in] at scope/weight; x [..., in] → [..., out].

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -27,13 +28,15 @@ type Stepper struct {
 	perLayer int
 	caches   []*tensors.Tensor // layer-major: [latent | rope key], [index key]
 
-	all, one  *gm.Exec            // every row; one dynamic row
-	chain     *gm.Exec            // greedy steps fed from the device (Chain), built on first use
-	sampled   *gm.Exec            // steps that draw at a temperature (ChainSample), built on first use
-	truncated *gm.Exec            // the same, with top-k, min-p or top-p
-	loops     map[string]*gm.Exec // chains as one program, by kind and step count (Options.DeviceLoop)
-	looped    int64               // decode steps run inside device loops
-	copyRow   *graph.Exec         // CopyRow's program, built on first use
+	all, one  *gm.Exec                // every row; one dynamic row
+	chain     *gm.Exec                // greedy steps fed from the device (Chain), built on first use
+	sampled   *gm.Exec                // steps that draw at a temperature (ChainSample), built on first use
+	truncated *gm.Exec                // the same, with top-k, min-p or top-p
+	loops     map[string]*gm.Exec     // chains as one program, by kind and step count (Options.DeviceLoop)
+	compiles  map[string]*loopCompile // loops compiling or compiled in the background, by kind and shape
+	built     atomic.Int64            // loop programs built
+	looped    int64                   // decode steps run inside device loops
+	copyRow   *graph.Exec             // CopyRow's program, built on first use
 	nRoutes   int
 	pending   *tensors.Tensor // the last step's routes, freed by the next step
 }
@@ -452,7 +455,7 @@ func (s *Stepper) Close() {
 		}
 	}
 	for _, e := range s.loops {
-		e.Finalize()
+		e.Finalize() // waits for what compiles in the background
 	}
 	if s.copyRow != nil {
 		s.copyRow.Finalize()
