@@ -43,6 +43,11 @@ type Config struct {
 	NativeTopK  bool // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
 	DigitTopK   bool // with NativeTopK: decode steps and chains select by digit search (model.Options.DigitTopK)
 	DeviceLoop  bool // chains run as one program, a loop on the device (model.Options.DeviceLoop; backends that model.CanLoop, with DigitTopK)
+	// WaitForLoops, with DeviceLoop, makes a chain whose loop program has
+	// not compiled wait for it. By default the program compiles in the
+	// background while chains step from the host (model.Options.
+	// LoopsInBackground): seconds each on XLA, which no request should wait.
+	WaitForLoops bool
 }
 
 func (c *Config) defaults(m *model.Model) {

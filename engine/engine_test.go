@@ -174,6 +174,35 @@ func TestContinuousBatchingIsolation(t *testing.T) {
 	}
 }
 
+// TestLoopsCompileInBackground: a looping engine that does not wait for its
+// loops decodes with the host's chains while they compile, then with the
+// loops, and the tokens are the same throughout.
+func TestLoopsCompileInBackground(t *testing.T) {
+	if !model.CanLoop(testutil.Backend(t)) {
+		t.Fatal("the test backend cannot run device loops")
+	}
+	e, fx := newEngine(t, engine.Config{ChainSteps: 4, NativeTopK: true, DigitTopK: true, DeviceLoop: true})
+	want := greedyReference(t, fx[:12], 10)
+	// Requests until a loop has compiled: a request takes far less than a
+	// compile on XLA, so the bound is time.
+	deadline := time.Now().Add(3 * time.Minute)
+	for i := 0; e.Stats().LoopedSteps == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("no step ran in a device loop after %d requests: %+v", i, e.Stats())
+		}
+		res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:12], Params: engine.SampleParams{MaxTokens: 10}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ids(res.Tokens), want) {
+			t.Fatalf("request %d: %v, full recompute %v", i, ids(res.Tokens), want)
+		}
+	}
+	if st := e.Stats(); st.LoopedSteps == st.ChainedSteps {
+		t.Errorf("every chained step ran in a loop (%d): the first chains waited for their loops to compile", st.LoopedSteps)
+	}
+}
+
 // TestChainedDecoding runs the same batches with chains of 4 steps and
 // with chains off, and every request gets the same tokens: greedy requests
 // whose stop token or budget ends them part-way through a chain, alone and
@@ -259,7 +288,7 @@ func TestChainedDecoding(t *testing.T) {
 	if !model.CanLoop(testutil.Backend(t)) {
 		t.Fatal("the test backend cannot run device loops")
 	}
-	cfgs = append(cfgs, engine.Config{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true, DigitTopK: true, DeviceLoop: true})
+	cfgs = append(cfgs, engine.Config{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true, DigitTopK: true, DeviceLoop: true, WaitForLoops: true})
 	for _, cfg := range cfgs {
 		e, _ := newEngine(t, cfg)
 		results := make([]*engine.Result, len(withUnseeded))
@@ -735,42 +764,54 @@ func TestPrefixReuseGroup(t *testing.T) {
 // in the row its own history was left in, not over another conversation's.
 func TestPrefixReuseKeepsLeftovers(t *testing.T) {
 	e, fx := newEngine(t, engine.Config{MaxBatch: 8, PrefillChunk: 64})
-	gen := func(prompt []int32, n int) *engine.Result {
+	// The references first: computing them while the engine runs would give
+	// the long requests time to finish (seconds of compiling on XLA).
+	convs := [][]int32{fx[:20], fx[1:21], fx[2:22]}
+	var answers, nexts, wantNext [][]int32
+	for _, p := range convs {
+		answers = append(answers, greedyReference(t, p, 3))
+		next := append(append(slices.Clone(p), answers[len(answers)-1]...), fx[30:36]...)
+		nexts = append(nexts, next)
+		wantNext = append(wantNext, greedyReference(t, next, 2))
+	}
+	gen := func(ctx context.Context, prompt []int32, n int) *engine.Result {
 		t.Helper()
-		res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, Params: engine.SampleParams{MaxTokens: n}}, nil)
+		res, err := e.Generate(ctx, engine.Request{Prompt: prompt, Params: engine.SampleParams{MaxTokens: n}}, nil)
 		if err != nil {
 			t.Error(err)
 		}
 		return res
 	}
 	// Five long requests keep the batch at 8 rows while three short
-	// conversations leave their rows.
+	// conversations leave their rows; they are cancelled once done with.
+	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	for i := range 5 {
-		wg.Go(func() { gen(fx[40+i:60+i], 120) })
+		wg.Go(func() { gen(ctx, fx[40+i:60+i], 120) })
 	}
 	for e.Stats().Running < 5 {
 		time.Sleep(100 * time.Microsecond)
 	}
-	convs := [][]int32{fx[:20], fx[1:21], fx[2:22]}
-	answers := make([]*engine.Result, len(convs))
 	for i, p := range convs { // one after another: rows 5, 6 and 7
-		if answers[i] = gen(p, 3); answers[i] == nil {
-			t.FailNow()
+		if res := gen(context.Background(), p, 3); res == nil || !slices.Equal(ids(res.Tokens), answers[i]) {
+			t.Fatalf("conversation %d: %v, alone %v", i, res, answers[i])
 		}
 	}
 	before := e.Stats().ReusedTokens
 	var want int64
 	for _, i := range []int{2, 0} { // the later rows first
-		next := append(append(slices.Clone(convs[i]), ids(answers[i].Tokens)...), fx[30:36]...)
-		if res := gen(next, 2); res == nil || !slices.Equal(ids(res.Tokens), greedyReference(t, next, 2)) {
-			t.Errorf("conversation %d's next turn: %v", i, res)
+		if res := gen(context.Background(), nexts[i], 2); res == nil || !slices.Equal(ids(res.Tokens), wantNext[i]) {
+			t.Errorf("conversation %d's next turn: %v, alone %v", i, res, wantNext[i])
 		}
-		want += int64(len(convs[i]) + len(answers[i].Tokens) - 1)
+		want += int64(len(convs[i]) + len(answers[i]) - 1)
 	}
-	reused := e.Stats().ReusedTokens - before
-	wg.Wait()
-	if reused != want {
+	st := e.Stats()
+	if st.Running != 5 {
+		t.Fatalf("%d requests running after the next turns, want the 5 long ones: the test needs them to hold their rows", st.Running)
+	}
+	if reused := st.ReusedTokens - before; reused != want {
 		t.Errorf("%d prompt tokens reused by the next turns, want %d (both histories)", reused, want)
 	}
 }

@@ -425,7 +425,7 @@ func commonPrefix(a, b []int32) int {
 func (s *scheduler) resize(rows, capacity int) error {
 	if s.st == nil {
 		st, err := s.e.m.NewStepper(s.e.backend, rows, capacity, model.Options{Dense: s.e.cfg.Dense, NativeTopK: s.e.cfg.NativeTopK, DigitTopK: s.e.cfg.DigitTopK,
-			DeviceLoop: s.e.cfg.DeviceLoop})
+			DeviceLoop: s.e.cfg.DeviceLoop, LoopsInBackground: !s.e.cfg.WaitForLoops})
 		if err != nil {
 			return err
 		}
