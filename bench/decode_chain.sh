@@ -46,7 +46,7 @@ for ((r = 1; r <= ${REPEAT:-1}; r++)); do
 				[[ $loop == 1 && $topk != digits ]] && continue
 				for async in "${modes[@]}"; do
 					flags=(--select "$topk" --cache-write "$write") tag=
-					if [[ $loop == 1 ]]; then flags+=(--chain-loop) tag=-loop; fi
+					if [[ $loop == 1 ]]; then flags+=(--chain-loop) tag=-loop; else flags+=(--no-chain-loop); fi
 					echo "== decode, donation aliased, graphs on, execution ${async:+a}synchronous, ${flags[*]}"
 					GOXLA_ASYNC_EXECUTE=$async timeout "${DECODE_TIMEOUT:-240}" "$DONORS" bench decode --backend "xla:$P" --batch "${BATCH:-1,8}" \
 						--context "${CONTEXT:-4096,32768}" --steps "${STEPS:-30}" --prefill 2048 --bandwidth 1073741824 "${flags[@]}" \

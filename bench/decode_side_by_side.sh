@@ -11,8 +11,8 @@
 #        BIN=.gpu/dsv32-donors GOXLA_BUFFER_DONORS=1 GOXLA_ASYNC_EXECUTE=1),
 #        P (PJRT plugin; default: jax_plugins.xla_cuda13's),
 #        BATCH (1,8), CONTEXT (4096,16384,32768), PREFILL (8192,32768), STEPS (20),
-#        TOPK (sort; digits: dsv32's decode steps select keys by digit search, --select),
-#        FLAGS (more `dsv32 bench decode` flags, e.g. "--cache-write rows --chain-loop"),
+#        TOPK (digits, the default: dsv32's decode steps select keys by digit search; sort: --select sort),
+#        FLAGS (more `dsv32 bench decode` flags, e.g. "--cache-write rows --no-chain-loop --no-cuda-graphs"),
 #        HLO=1 also dumps dsv32's optimised XLA programs and counts the kernels each
 #        decode step launches (OUTDIR/hlo-kernels.txt).
 set -u
@@ -34,7 +34,7 @@ echo "== dsv32 bench decode (batch $BATCH, context $CONTEXT)"
 		export XLA_FLAGS="--xla_gpu_enable_command_buffer= --xla_dump_to=$OUTDIR/hlo --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*"
 	fi
 	timeout "${OURS_TIMEOUT:-300}" "$BIN" bench decode --backend "xla:$P" --batch "$BATCH" --context "$CONTEXT" \
-		--prefill "$PREFILL" --steps "$STEPS" --select "${TOPK:-sort}" ${FLAGS:-} --out "$OURS"
+		--prefill "$PREFILL" --steps "$STEPS" --select "${TOPK:-digits}" ${FLAGS:-} --out "$OURS"
 )
 echo "== transformers"
 timeout "${HF_TIMEOUT:-300}" python3 bench/hf_decode.py --batch "$BATCH" --context "$CONTEXT" --prefill "$PREFILL" \

@@ -15,25 +15,20 @@ import (
 // backendFlag is embedded by every command that runs a model.
 type backendFlag struct {
 	Backend    string `help:"Compute backend: \"go\" (CPU, default) or \"xla:/abs/path/xla_cuda_plugin.so\". Defaults to $GOMLX_BACKEND, else go." env:"GOMLX_BACKEND"`
-	CUDAGraphs bool   `name:"cuda-graphs" env:"DSV32_CUDA_GRAPHS" help:"On XLA's CUDA backend, let XLA run programs as CUDA graphs (its command buffers); off unless XLA_FLAGS says otherwise (docs/engine.md)."`
+	CUDAGraphs bool   `name:"cuda-graphs" default:"true" negatable:"" env:"DSV32_CUDA_GRAPHS" help:"On XLA's CUDA backend, let XLA run programs as CUDA graphs (its command buffers); XLA_FLAGS that choose command buffers win (docs/engine.md)."`
 }
 
 // xlaFlags returns XLA_FLAGS with CUDA graphs switched off unless graphs is
-// set or the flags already choose. Without aliased cache donation every
-// step's caches move, XLA re-records the whole graph before each launch, and
-// decoding was never faster with graphs (docs/engine.md).
+// set or the flags already choose. Graphs are on by default: since the
+// caches are integer words written in place, every decode path measured on
+// the H200 is faster with them, and a device loop most (2.4× at batch 1,
+// docs/engine.md, session 10).
 func xlaFlags(flags string, graphs bool) string {
 	if graphs || strings.Contains(flags, "xla_gpu_enable_command_buffer") {
 		return flags
 	}
 	return strings.TrimSpace(flags + " --xla_gpu_enable_command_buffer=")
 }
-
-// cudaGraphs reports whether XLA should run programs as CUDA graphs: when
-// asked, or when a go-xla built with bench/donors aliases donated caches
-// (GOXLA_BUFFER_DONORS set). Then the graph replays unchanged and batch-1
-// decoding is about 1.4× faster with it (docs/engine.md).
-func cudaGraphs(asked bool) bool { return asked || os.Getenv("GOXLA_BUFFER_DONORS") != "" }
 
 // open returns the configured backend. dsv32 never downloads anything: XLA
 // is used only when a plugin path is given.
@@ -49,7 +44,7 @@ func (f backendFlag) open() (b compute.Backend, err error) {
 		return nil, fmt.Errorf("backend %q: give the PJRT plugin path, as xla:/abs/path/xla_cuda_plugin.so", cfg)
 	}
 	if strings.HasPrefix(cfg, "xla:") {
-		os.Setenv("XLA_FLAGS", xlaFlags(os.Getenv("XLA_FLAGS"), cudaGraphs(f.CUDAGraphs)))
+		os.Setenv("XLA_FLAGS", xlaFlags(os.Getenv("XLA_FLAGS"), f.CUDAGraphs))
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -102,15 +101,18 @@ type benchDecodeCmd struct {
 	Chunk     int    `default:"2048" help:"Prefill chunk."`
 	Bandwidth int64  `default:"2147483648" help:"Bytes for the copy-bandwidth probe."`
 	Chain     bool   `default:"true" negatable:"" help:"Also time chained decoding (each step fed from the device, model.Stepper.Chain): greedy, and sampled on the device at temperature 1 with top-p 0.95 (ChainSample)."`
-	Select    string `default:"sort" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: sort (the backend's TopK), or digits (radix select over 8-bit digits, model.Options.DigitTopK; docs/engine.md)."`
+	Select    string `default:"digits" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: digits (radix select over 8-bit digits, model.Options.DigitTopK, which device loops need; docs/engine.md) or sort (the backend's TopK)."`
 	Write     string `name:"cache-write" default:"scatter" enum:"scatter,rows" help:"On XLA, how a step of several rows writes their cache slots: scatter (one for the batch) or rows (a DynamicUpdateSlice per row, model.Options.RowWrites; docs/engine.md)."`
-	ChainLoop bool   `name:"chain-loop" help:"Run each chain (greedy and sampled) as one program, a loop on the device (model.Options.DeviceLoop). XLA with --select digits only."`
+	ChainLoop bool   `name:"chain-loop" default:"true" negatable:"" help:"Run each chain (greedy and sampled) as one program, a loop on the device (model.Options.DeviceLoop), where the backend can: XLA with --select digits. The report's chain_loop says whether it did."`
 	Out       string `help:"Write the results as JSON here."`
 }
 
-// errChainLoop is --chain-loop's refusal where the device loop cannot run
-// (model.Stepper.loopable says why).
-var errChainLoop = errors.New("--chain-loop needs the XLA backend and --select digits (a loop on the device cannot hold the sort of --select sort, and the Go backend cannot run it)")
+// deviceLoop reports whether chains run as device loops: asked (--chain-loop,
+// the default) and possible, on a backend that CanLoop with --select digits
+// (a loop cannot hold the sort of --select sort; model.Stepper.loopable).
+func deviceLoop(asked bool, backend compute.Backend, sel string) bool {
+	return asked && model.CanLoop(backend) && sel == "digits"
+}
 
 // decodeReport is what `bench decode` writes.
 type decodeReport struct {
@@ -149,10 +151,8 @@ func (c *benchDecodeCmd) Run() error {
 		return err
 	}
 	rep := decodeReport{Device: backend.Description(), Params: m.Config.Count().Total}
-	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.Select == "digits", RowWrites: c.Write == "rows", DeviceLoop: c.ChainLoop}
-	if c.ChainLoop && !(model.CanLoop(backend) && opts.DigitTopK) {
-		return errChainLoop
-	}
+	opts := model.Options{NativeTopK: native(backend), DigitTopK: c.Select == "digits", RowWrites: c.Write == "rows",
+		DeviceLoop: deviceLoop(c.ChainLoop, backend, c.Select)}
 	bw, err := engine.MeasureBandwidth(backend, c.Bandwidth)
 	if err != nil {
 		return err
@@ -167,7 +167,7 @@ func (c *benchDecodeCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("--context: %w", err)
 	}
-	rep.Select, rep.CacheWrite, rep.ChainLoop = c.Select, c.Write, c.ChainLoop
+	rep.Select, rep.CacheWrite, rep.ChainLoop = c.Select, c.Write, opts.DeviceLoop
 	if !backend.Capabilities().Operations[compute.OpTypeDynamicUpdateSlice] {
 		rep.CacheWrite = "scatter" // no row writes without DynamicUpdateSlice (the Go backend)
 	}

@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	"github.com/dsv32/dsv32/internal/defaultmodel"
+	"github.com/dsv32/dsv32/internal/testutil"
 	"github.com/dsv32/dsv32/model"
 	"github.com/dsv32/dsv32/tokenizer"
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 )
 
@@ -91,12 +93,29 @@ func TestRunDefaultModel(t *testing.T) {
 	t.Logf("run \"Hello\" → %q", out)
 }
 
-// TestRunChainLoopRefused: --chain-loop where the device loop cannot run
-// (the Go backend) is a clear error, not a silent fallback.
-func TestRunChainLoopRefused(t *testing.T) {
-	useTempCache(t)
-	err := runCLI(t, "run", "--chain-loop", "--max-tokens", "2", "Hello")
-	if err == nil || !strings.Contains(err.Error(), "--chain-loop needs the XLA backend") {
-		t.Fatalf("run --chain-loop on the Go backend: error %v, want one saying it needs XLA", err)
+// TestDeviceLoopWhereItCan: --chain-loop (the default) makes chains device
+// loops only where they can run: XLA, or a backend that says it loops, with
+// --select digits.
+func TestDeviceLoopWhereItCan(t *testing.T) {
+	goBackend, err := backendFlag{Backend: "go"}.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loops := testutil.Backend(t) // the Go backend dressed to run loops
+	for _, c := range []struct {
+		name    string
+		asked   bool
+		backend compute.Backend
+		sel     string
+		want    bool
+	}{
+		{"go backend", true, goBackend, "digits", false},
+		{"looping backend", true, loops, "digits", true},
+		{"looping backend, sort", true, loops, "sort", false},
+		{"--no-chain-loop", false, loops, "digits", false},
+	} {
+		if got := deviceLoop(c.asked, c.backend, c.sel); got != c.want {
+			t.Errorf("%s: device loop %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -40,9 +40,9 @@ type modelFlags struct {
 	MaxContext   int    `placeholder:"N" help:"Longest prompt + completion in tokens (default: the model's, at most 32768)."`
 	MemoryBudget int64  `placeholder:"BYTES" help:"Bytes the caches may take (default 4 GiB); requests that cannot fit are refused."`
 	DType        string `name:"dtype" default:"f32" enum:"f32,bf16" help:"Weight and activation dtype: f32, or bf16 (half the memory; the choice for GPUs)."`
-	Select       string `default:"sort" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: sort (the backend's TopK), or digits (radix select over 8-bit digits, model.Options.DigitTopK; docs/engine.md)."`
+	Select       string `default:"digits" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: digits (radix select over 8-bit digits, model.Options.DigitTopK, which device loops need; docs/engine.md) or sort (the backend's TopK)."`
 	PrefixReuse  int    `name:"prefix-reuse" default:"16" placeholder:"N" help:"Take a prompt's first tokens from another request's cache when at least N are shared (a conversation's earlier turns, a common system prompt); -1 never."`
-	ChainLoop    bool   `name:"chain-loop" help:"Run each chain of decode steps as one program, a loop on the device (model.Options.DeviceLoop). XLA with --select digits only."`
+	ChainLoop    bool   `name:"chain-loop" default:"true" negatable:"" help:"Run each chain of decode steps as one program, a loop on the device (model.Options.DeviceLoop), where the backend can: XLA with --select digits. Each loop compiles in the background while chains step from the host."`
 }
 
 // loadedModel is a loaded model, ready to generate.
@@ -106,11 +106,8 @@ func (f *modelFlags) load() (*loadedModel, error) {
 		return nil, fmt.Errorf("model %s: tokenizer.json has %d ids, config.json's vocab_size is %d", dir, tok.VocabSize(), m.Config.VocabSize)
 	}
 	step(3)
-	if f.ChainLoop && !(model.CanLoop(backend) && f.Select == "digits") {
-		return nil, errChainLoop
-	}
 	eng, err := engine.New(m, backend, engine.Config{MaxBatch: f.MaxBatch, MaxContext: f.MaxContext, MemoryBudget: f.MemoryBudget,
-		NativeTopK: native(backend), DigitTopK: f.Select == "digits", DeviceLoop: f.ChainLoop, PrefixReuse: f.PrefixReuse})
+		NativeTopK: native(backend), DigitTopK: f.Select == "digits", DeviceLoop: deviceLoop(f.ChainLoop, backend, f.Select), PrefixReuse: f.PrefixReuse})
 	if err != nil {
 		return nil, err
 	}

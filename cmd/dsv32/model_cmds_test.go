@@ -132,13 +132,4 @@ func TestXLAFlagsCUDAGraphs(t *testing.T) {
 			t.Errorf("xlaFlags(%q, %v) = %q, want %q", c.flags, c.graphs, got, c.want)
 		}
 	}
-	// Graphs are on by default only where donated caches are aliased.
-	t.Setenv("GOXLA_BUFFER_DONORS", "")
-	if cudaGraphs(false) || !cudaGraphs(true) {
-		t.Errorf("without aliasing: cudaGraphs(false) = %v, cudaGraphs(true) = %v", cudaGraphs(false), cudaGraphs(true))
-	}
-	t.Setenv("GOXLA_BUFFER_DONORS", "1")
-	if !cudaGraphs(false) {
-		t.Error("with GOXLA_BUFFER_DONORS set, graphs should be on by default")
-	}
 }
