@@ -408,7 +408,8 @@ func (s *Stepper) Resize(rows, capacity int) (err error) {
 
 // CopyRow copies row from's cache over row to's: to compact a batch, or to
 // give a new sequence the cached prefix it shares with another. The rows
-// are inputs, so one program serves every pair.
+// are inputs, so one program serves every pair. On an error the caches
+// are gone, as after a failed step.
 func (s *Stepper) CopyRow(from, to int) (err error) {
 	defer catch(&err, "copy row")
 	if from < 0 || from >= s.rows || to < 0 || to >= s.rows {
@@ -427,16 +428,20 @@ func (s *Stepper) CopyRow(from, to int) (err error) {
 			return err
 		}
 	}
+	// The caches are donated, as to a step: the scatter can then write the
+	// one row in place instead of a new copy of every row.
 	args := []any{tensors.FromScalar(int32(from)), tensors.FromScalar(int32(to))}
 	for _, c := range s.caches {
-		args = append(args, c)
+		d, err := graph.DonateTensorBuffer(c, s.backend, 0)
+		if err != nil {
+			return err
+		}
+		args = append(args, d)
 	}
 	outs, err := s.copyRow.Exec(args...)
 	if err != nil {
+		s.caches = s.zeroCaches(s.rows, s.capacity) // the donated caches are gone
 		return err
-	}
-	for _, c := range s.caches {
-		c.FinalizeAll()
 	}
 	s.caches = outs
 	return nil
