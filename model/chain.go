@@ -29,7 +29,7 @@ func (s *Stepper) Chain(tokens, pos []int32, n int) (out [][]int32, err error) {
 		return nil, err
 	}
 	if s.chain == nil {
-		if s.chain, err = gm.NewExec(s.backend, s.m.Store, s.chainStep); err != nil {
+		if s.chain, err = s.newExec(s.chainStep); err != nil {
 			return nil, err
 		}
 	}
@@ -229,7 +229,7 @@ func (s *Stepper) runLoop(kind string, n int, fn func(*gm.Scope, []*graph.Node) 
 			s.built.Add(1)
 			return fn(scope, in)
 		}
-		if e, err = gm.NewExec(s.backend, s.m.Store, build); err != nil {
+		if e, err = s.newExec(build); err != nil {
 			return nil, false, err
 		}
 		if s.loops == nil {
@@ -428,7 +428,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	}
 	if *exec == nil {
 		step := func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.sampleStep(scope, in, truncated) }
-		if *exec, err = gm.NewExec(s.backend, s.m.Store, step); err != nil {
+		if *exec, err = s.newExec(step); err != nil {
 			return nil, err
 		}
 	}

@@ -391,3 +391,30 @@ func cmpDesc(a, b float64) int {
 	}
 	return 0
 }
+
+// TestStepperKeepsItsPrograms: a stepper runs at more cache shapes than
+// GoMLX's executors keep programs for by default (32), as a server's
+// engine does over its life; none is refused.
+func TestStepperKeepsItsPrograms(t *testing.T) {
+	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
+	st, err := f.m.NewStepper(testutil.Backend(t), 1, 8, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for rows := 1; rows <= 40; rows++ {
+		if err := st.Resize(rows, 8); err != nil {
+			t.Fatal(err)
+		}
+		tokens, pos := make([][]int32, rows), make([][]int32, rows)
+		for b := range tokens {
+			tokens[b], pos[b] = []int32{1}, []int32{0}
+		}
+		if _, err := st.Step(tokens, pos, make([]int32, rows)); err != nil {
+			t.Fatalf("%d rows: %v", rows, err)
+		}
+		if err := st.CopyRow(rows-1, 0); err != nil {
+			t.Fatalf("%d rows: %v", rows, err)
+		}
+	}
+}

@@ -80,12 +80,24 @@ func (m *Model) NewStepper(backend compute.Backend, rows, capacity int, opts Opt
 	}
 	s.caches = s.zeroCaches(rows, capacity)
 	s.rows, s.capacity = rows, capacity
-	s.all, err = gm.NewExec(backend, m.Store, s.stepAll)
+	if s.all, err = s.newExec(s.stepAll); err != nil {
+		return nil, err
+	}
+	s.one, err = s.newExec(s.stepOne)
+	return s, err
+}
+
+// newExec makes an executor of fn over the model's store that keeps every
+// program it compiles, one per shape. GoMLX keeps 32 and then refuses to
+// compile another; the engine's shapes are few (rows and capacity in powers
+// of two, prefill chunks of a few sizes) but more than 32 over a server's
+// life.
+func (s *Stepper) newExec(fn func(*gm.Scope, []*graph.Node) []*graph.Node) (*gm.Exec, error) {
+	e, err := gm.NewExec(s.backend, s.m.Store, fn)
 	if err != nil {
 		return nil, err
 	}
-	s.one, err = gm.NewExec(backend, m.Store, s.stepOne)
-	return s, err
+	return e.SetMaxCache(-1), nil
 }
 
 // Rows and Capacity are the cache's current shape.
@@ -427,6 +439,7 @@ func (s *Stepper) CopyRow(from, to int) (err error) {
 		if err != nil {
 			return err
 		}
+		s.copyRow.SetMaxCache(-1) // a program per cache shape, as newExec's
 	}
 	// The caches are donated, as to a step: the scatter can then write the
 	// one row in place instead of a new copy of every row.
