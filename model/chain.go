@@ -238,8 +238,8 @@ func (s *Stepper) runLoop(kind string, n int, fn func(*gm.Scope, []*graph.Node) 
 		s.loops[kind] = e
 	}
 	if s.opts.LoopsInBackground {
-		if ready, err := s.loopReady(e, kind, args); !ready || err != nil {
-			return nil, false, err
+		if !s.loopReady(e, kind, args) {
+			return nil, false, nil
 		}
 	}
 	in := make([]any, len(args))
@@ -264,7 +264,11 @@ type loopCompile struct {
 // are now has compiled, and starts compiling it if nothing has. The program
 // is built from the shapes alone (the greedy and sampled loops read no
 // stepper field that Resize changes), so the stepper goes on meanwhile.
-func (s *Stepper) loopReady(e *gm.Exec, kind string, args []*tensors.Tensor) (bool, error) {
+// One program compiles at a time, so a burst of new shapes does not take
+// every core from the steps. A program that fails to compile is logged and
+// never ready: its chains keep stepping from the host, and no request
+// fails for it (WaitLoops returns the error).
+func (s *Stepper) loopReady(e *gm.Exec, kind string, args []*tensors.Tensor) bool {
 	key := fmt.Sprintf("%s %dx%d", kind, s.rows, s.capacity)
 	c := s.compiles[key]
 	if c == nil {
@@ -280,11 +284,17 @@ func (s *Stepper) loopReady(e *gm.Exec, kind string, args []*tensors.Tensor) (bo
 			s.compiles = map[string]*loopCompile{}
 		}
 		s.compiles[key] = c
+		if s.compiling == nil {
+			s.compiling = make(chan struct{}, 1)
+		}
 		go func() {
 			defer close(c.done)
+			s.compiling <- struct{}{}
+			defer func() { <-s.compiling }()
 			start := time.Now()
 			if _, err := e.Compile(in...); err != nil {
 				c.err = fmt.Errorf("device loop %s: %w", key, err)
+				slog.Warn("device loop not compiled; its chains step from the host", "err", c.err)
 				return
 			}
 			slog.Debug("device loop compiled", "loop", key, "seconds", time.Since(start).Seconds())
@@ -292,9 +302,9 @@ func (s *Stepper) loopReady(e *gm.Exec, kind string, args []*tensors.Tensor) (bo
 	}
 	select {
 	case <-c.done:
-		return c.err == nil, c.err
+		return c.err == nil
 	default:
-		return false, nil
+		return false
 	}
 }
 

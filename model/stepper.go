@@ -34,6 +34,7 @@ type Stepper struct {
 	truncated *gm.Exec                // the same, with top-k, min-p or top-p
 	loops     map[string]*gm.Exec     // chains as one program, by kind and step count (Options.DeviceLoop)
 	compiles  map[string]*loopCompile // loops compiling or compiled in the background, by kind and shape
+	compiling chan struct{}           // held by the one loop compiling in the background
 	built     atomic.Int64            // loop programs built
 	looped    int64                   // decode steps run inside device loops
 	copyRow   *graph.Exec             // CopyRow's program, built on first use
