@@ -418,3 +418,79 @@ func TestStepperKeepsItsPrograms(t *testing.T) {
 		}
 	}
 }
+
+// TestSaveLoadRow: a row's prefix copied to the host and written into a row
+// of another stepper, of another shape, continues as the original does: the
+// next step's logits are the same. Bad rows and lengths are refused.
+func TestSaveLoadRow(t *testing.T) {
+	f := loadFixture(t, fixtures[0].name, fixtures[0].prefix)
+	backend := testutil.Backend(t)
+	prompt := f.ids[:11]
+	n := len(prompt) - 1
+	src, err := f.m.NewStepper(backend, 2, 32, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.StepRow(1, prompt[:n], span(0, n), int32(n-1)); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := src.SaveRow(1, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Free()
+	if rc.Len() != n || rc.Bytes() <= 0 {
+		t.Fatalf("copy of %d positions: Len %d, Bytes %d", n, rc.Len(), rc.Bytes())
+	}
+	// The source's row goes on to another sequence; the copy stays.
+	if _, err := src.StepRow(1, f.ids[20:30], span(0, 10), 9); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := f.m.NewStepper(backend, 4, 64, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if err := dst.LoadRow(2, rc); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dst.StepRow(2, prompt[n:], []int32{int32(n)}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := f.m.NewStepper(backend, 1, 32, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	want, err := ref.StepRow(0, prompt, span(0, n+1), int32(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel, _ := testutil.RelErr(got.Logits, want.Logits); rel > testutil.Tol(1e-5) {
+		t.Errorf("after LoadRow: logits differ from a prefill's, relative error %.3g", rel)
+	}
+	for _, c := range []struct {
+		name string
+		err  func() error
+		sub  string
+	}{
+		{"save: row outside", func() error { _, err := src.SaveRow(2, 4); return err }, "outside"},
+		{"save: longer than the cache", func() error { _, err := src.SaveRow(0, 33); return err }, "capacity"},
+		{"save: nothing", func() error { _, err := src.SaveRow(0, 0); return err }, "positions"},
+		{"load: row outside", func() error { return dst.LoadRow(4, rc) }, "outside"},
+	} {
+		if err := c.err(); err == nil || !strings.Contains(err.Error(), c.sub) {
+			t.Errorf("%s: error %v, want one saying %q", c.name, err, c.sub)
+		}
+	}
+	small, err := f.m.NewStepper(backend, 1, 8, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	if err := small.LoadRow(0, rc); err == nil || !strings.Contains(err.Error(), "capacity") {
+		t.Errorf("load into a smaller cache: error %v, want one saying it does not fit", err)
+	}
+}

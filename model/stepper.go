@@ -38,6 +38,8 @@ type Stepper struct {
 	built     atomic.Int64            // loop programs built
 	looped    int64                   // decode steps run inside device loops
 	copyRow   *graph.Exec             // CopyRow's program, built on first use
+	saveRows  map[int]*graph.Exec     // SaveRow's programs, by slots
+	loadRows  map[int]*graph.Exec     // LoadRow's programs, by slots
 	nRoutes   int
 	pending   *tensors.Tensor // the last step's routes, freed by the next step
 }
@@ -478,6 +480,12 @@ func (s *Stepper) Close() {
 	}
 	if s.copyRow != nil {
 		s.copyRow.Finalize()
+	}
+	for _, e := range s.saveRows {
+		e.Finalize()
+	}
+	for _, e := range s.loadRows {
+		e.Finalize()
 	}
 	for _, c := range s.caches {
 		c.FinalizeAll()
