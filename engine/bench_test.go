@@ -43,6 +43,42 @@ func BenchmarkNextTurn(b *testing.B) {
 	}
 }
 
+// BenchmarkTakingTurns times a conversation's next turn when another
+// conversation took its row meanwhile (one row, two conversations taking
+// turns): 10 new tokens after a 320-token history, the first new token
+// only, with the history taken back from the host (Config.PrefixStore) and
+// prefilled again.
+func BenchmarkTakingTurns(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		store int64
+	}{{"store", 0}, {"prefill", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			e, fx := newEngine(b, engine.Config{MaxBatch: 1, PrefixStore: c.store})
+			var history []int32
+			for range 5 {
+				history = append(history, fx...)
+			}
+			gen := func(prompt []int32, n int) *engine.Result {
+				res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, Params: engine.SampleParams{MaxTokens: n}}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return res
+			}
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				first := gen(append(slices.Clone(history), int32(i%64)), 3) // a history of its own each time
+				gen(fx[i%32:i%32+20], 1)                                    // another conversation takes the row
+				next := append(append(slices.Clone(history), int32(i%64)), ids(first.Tokens)...)
+				next = append(next, fx[:10]...)
+				b.StartTimer()
+				gen(next, 1)
+			}
+		})
+	}
+}
+
 // BenchmarkGroup runs a GRPO-style group: 8 samples of one 320-token prompt
 // submitted together, 4 tokens each, with the prompt prefilled once and
 // prefilled by every sample.

@@ -39,6 +39,13 @@ type Config struct {
 	// is new. A request recording routes reuses only positions whose routes
 	// the other request recorded too.
 	PrefixReuse int
+	// PrefixStore is the host memory that keeps cache rows' prefixes after
+	// their rows went to other requests, for PrefixReuse to find later
+	// (default 1 GiB; -1 none): a conversation's history when more
+	// conversations than rows take turns. A row's prefix is copied to the
+	// host when a request that does not continue it takes the row, or when
+	// the batch shrinks past it; the least recently used go first.
+	PrefixStore int64
 	Dense       bool // attend to every causal key (no top-k)
 	NativeTopK  bool // the indexer uses the backend's TopK op (set it for XLA; see model.Options)
 	DigitTopK   bool // with NativeTopK: decode steps and chains select by digit search (model.Options.DigitTopK)
@@ -74,6 +81,9 @@ func (c *Config) defaults(m *model.Model) {
 	}
 	if c.PrefixReuse == 0 {
 		c.PrefixReuse = 16
+	}
+	if c.PrefixStore == 0 {
+		c.PrefixStore = 1 << 30
 	}
 }
 

@@ -598,6 +598,165 @@ func TestPrefixReuse(t *testing.T) {
 	}
 }
 
+// TestPrefixStore: with one row and two conversations taking turns, each
+// turn takes its row from the other conversation, and the prefix store
+// keeps each history on the host until its next turn, routes too; without
+// the store, every turn prefills its whole history. A store too small for
+// a history keeps nothing; new weights make what it keeps stale.
+func TestPrefixStore(t *testing.T) {
+	_, fx := tinyModel(t)
+	// Two conversations, three turns each, their references computed alone.
+	type conv struct{ prompt []int32 }
+	convs := []*conv{{slices.Clone(fx[:24])}, {slices.Clone(fx[30:50])}}
+	const turns, answer = 3, 3
+	for _, c := range []struct {
+		name       string
+		store      int64
+		routes     bool
+		weights    bool // the weights change before the last round
+		wantHits   int64
+		wantStored int
+	}{
+		{"store", 0, false, false, 4, 2},
+		{"store, routes", 0, true, false, 4, 2},
+		{"off", -1, false, false, 0, 0},
+		{"too small", 1000, false, false, 0, 0},
+		{"weights changed", 0, false, true, 2, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, _ := newEngine(t, engine.Config{MaxBatch: 1, PrefillChunk: 16, PrefixStore: c.store})
+			prompts := []([]int32){slices.Clone(convs[0].prompt), slices.Clone(convs[1].prompt)}
+			var reused, prefillable int64
+			for turn := range turns {
+				if c.weights && turn == turns-1 {
+					e.WeightsChanged()
+				}
+				for i := range prompts {
+					before := e.Stats().ReusedTokens
+					res, err := e.Generate(context.Background(), engine.Request{Prompt: prompts[i], RecordRoutes: c.routes,
+						Params: engine.SampleParams{MaxTokens: answer}}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if want := greedyReference(t, prompts[i], answer); !slices.Equal(ids(res.Tokens), want) {
+						t.Fatalf("turn %d of conversation %d: %v, alone %v", turn, i, ids(res.Tokens), want)
+					}
+					if c.routes {
+						checkRoutes(t, fmt.Sprintf("turn %d of conversation %d", turn, i), prompts[i], res)
+					}
+					got := e.Stats().ReusedTokens - before
+					if int64(res.CachedTokens) != got {
+						t.Errorf("turn %d of conversation %d: CachedTokens %d, engine counted %d", turn, i, res.CachedTokens, got)
+					}
+					if turn > 0 {
+						prefillable += int64(len(prompts[i]) - 6 - 1) // the history: the previous prompt and its answer, but the last token, never fed
+					}
+					reused += got
+					prompts[i] = append(append(prompts[i], ids(res.Tokens)...), fx[56+turn:62+turn]...)
+				}
+			}
+			st := e.Stats()
+			if st.StoreHits != c.wantHits || st.StoredPrefixes != c.wantStored {
+				t.Errorf("%d store hits and %d prefixes stored, want %d and %d", st.StoreHits, st.StoredPrefixes, c.wantHits, c.wantStored)
+			}
+			if c.wantHits == 4 && reused != prefillable {
+				t.Errorf("%d prompt tokens reused, want every turn's history: %d", reused, prefillable)
+			}
+			if c.wantHits == 0 && reused != 0 {
+				t.Errorf("%d prompt tokens reused without a store that holds them", reused)
+			}
+		})
+	}
+}
+
+// TestPrefixStoreEvicts: three conversations take turns on one row with
+// room in the store for two histories. Making room evicts the least
+// recently used, never the history the incoming request is about to take:
+// in the second round the first and third conversations find theirs, and
+// the second, evicted to keep the third's, prefills.
+func TestPrefixStoreEvicts(t *testing.T) {
+	_, fx := tinyModel(t)
+	run := func(store int64) (hits []int64, stored int64) {
+		e, _ := newEngine(t, engine.Config{MaxBatch: 1, PrefillChunk: 16, PrefixStore: store})
+		prompts := [][]int32{fx[:20], fx[20:40], fx[40:60]} // equal lengths: copies of equal size
+		for round := range 2 {
+			for i, p := range prompts {
+				before := e.Stats().StoreHits
+				res, err := e.Generate(context.Background(), engine.Request{Prompt: p, Params: engine.SampleParams{MaxTokens: 3}}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if round == 1 {
+					if want := greedyReference(t, p, 3); !slices.Equal(ids(res.Tokens), want) {
+						t.Fatalf("conversation %d's second turn: %v, alone %v", i, ids(res.Tokens), want)
+					}
+					hits = append(hits, e.Stats().StoreHits-before)
+				}
+				prompts[i] = append(append(slices.Clone(p), ids(res.Tokens)...), fx[i:i+4]...)
+			}
+			if round == 0 {
+				stored = e.Stats().StoredBytes
+			}
+		}
+		return hits, stored
+	}
+	hits, two := run(0)
+	if !slices.Equal(hits, []int64{1, 1, 1}) {
+		t.Fatalf("with room for all: store hits by conversation %v, want [1 1 1]", hits)
+	}
+	if hits, _ := run(two); !slices.Equal(hits, []int64{1, 0, 1}) {
+		t.Errorf("with room for two (%d bytes): store hits by conversation %v, want [1 0 1]", two, hits)
+	}
+}
+
+// TestPrefixStoreKeepsShrunkRows: four conversations run together in four
+// rows; their next turns come one at a time, so the first shrinks the batch
+// to one row, and the store keeps what the rows that go held: every next
+// turn reuses its whole history.
+func TestPrefixStoreKeepsShrunkRows(t *testing.T) {
+	for _, store := range []int64{0, -1} {
+		e, fx := newEngine(t, engine.Config{MaxBatch: 4, PrefillChunk: 16, PrefixStore: store})
+		prompts := [][]int32{fx[:20], fx[10:30], fx[20:40], fx[30:50]}
+		answers := make([]*engine.Result, len(prompts))
+		var wg sync.WaitGroup
+		for i, p := range prompts {
+			wg.Go(func() {
+				res, err := e.Generate(context.Background(), engine.Request{Prompt: p, Params: engine.SampleParams{MaxTokens: 3}}, nil)
+				if err != nil {
+					t.Error(err)
+				}
+				answers[i] = res
+			})
+		}
+		wg.Wait()
+		if slices.Contains(answers, nil) {
+			t.FailNow()
+		}
+		var reused, want int64
+		for i, p := range prompts {
+			next := append(append(slices.Clone(p), ids(answers[i].Tokens)...), fx[50:54]...)
+			res, err := e.Generate(context.Background(), engine.Request{Prompt: next, Params: engine.SampleParams{MaxTokens: 2}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ref := greedyReference(t, next, 2); !slices.Equal(ids(res.Tokens), ref) {
+				t.Errorf("store %d: conversation %d's next turn: %v, alone %v", store, i, ids(res.Tokens), ref)
+			}
+			reused += int64(res.CachedTokens)
+			want += int64(len(p) + len(answers[i].Tokens) - 1)
+		}
+		if st := e.Stats(); st.Rows != 1 {
+			t.Fatalf("store %d: %d rows after the next turns, want 1 (the test needs the batch to shrink)", store, st.Rows)
+		}
+		if store >= 0 && reused != want {
+			t.Errorf("%d prompt tokens reused, want every history: %d", reused, want)
+		}
+		if store < 0 && reused >= want {
+			t.Errorf("without the store, %d prompt tokens reused of %d: the shrink kept them all, so this test checks nothing", reused, want)
+		}
+	}
+}
+
 // TestPrefixReuseBeside reuses while other rows run: a new request takes a
 // running request's prefix (its row copied over the new one's), and a
 // follow-up takes what a finished request left in its row while the batch

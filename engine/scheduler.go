@@ -58,6 +58,9 @@ type Stats struct {
 	CacheBudget      int64
 	PromptTokens     int64 // totals since start; prompt tokens prefilled
 	ReusedTokens     int64 // prompt tokens taken from another row's cache instead (Config.PrefixReuse)
+	StoredPrefixes   int   // prefixes kept in host memory (Config.PrefixStore)
+	StoredBytes      int64 // the host memory they take
+	StoreHits        int64 // requests that took their prefix from there
 	WeightChanges    int64 // Engine.WeightsChanged calls
 	GeneratedTokens  int64
 	DecodeSteps      int64
@@ -71,6 +74,7 @@ type statsCounters struct {
 	cacheBytes                       atomic.Int64
 	prompt, generated, steps, reqs   atomic.Int64
 	reused                           atomic.Int64
+	stored, storedBytes, storeHits   atomic.Int64
 	chained, looped                  atomic.Int64
 }
 
@@ -82,6 +86,7 @@ func (e *Engine) Stats() Stats {
 		Rows: int(c.rows.Load()), Capacity: int(c.capacity.Load()),
 		CacheBytes: c.cacheBytes.Load(), CacheBudget: e.cfg.MemoryBudget,
 		PromptTokens: c.prompt.Load(), ReusedTokens: c.reused.Load(), WeightChanges: e.weights.Load(), GeneratedTokens: c.generated.Load(),
+		StoredPrefixes: int(c.stored.Load()), StoredBytes: c.storedBytes.Load(), StoreHits: c.storeHits.Load(),
 		DecodeSteps: c.steps.Load(), ChainedSteps: c.chained.Load(), LoopedSteps: c.looped.Load(),
 		Requests: c.reqs.Load(),
 	}
@@ -95,6 +100,9 @@ type scheduler struct {
 	// left is, by cache row, what a free row's cache still holds from the
 	// sequence that had it (Config.PrefixReuse).
 	left []cached
+	// store keeps leftovers on the host once their rows are taken
+	// (Config.PrefixStore).
+	store prefixStore
 }
 
 // cached is a cache row's valid prefix: the tokens at positions [0, n) and,
@@ -125,8 +133,9 @@ func (s *scheduler) held(i int) cached {
 
 func (e *Engine) loop() {
 	defer e.wg.Done()
-	s := &scheduler{e: e}
+	s := &scheduler{e: e, store: prefixStore{budget: e.cfg.PrefixStore}}
 	defer func() {
+		s.store.close()
 		for _, q := range append(s.waiting, s.rows...) {
 			if q != nil {
 				q.finish(FinishCancelled, ErrClosed)
@@ -209,6 +218,8 @@ func (s *scheduler) publish() {
 		c.capacity.Store(int64(s.st.Capacity()))
 		c.cacheBytes.Store(s.st.CacheBytes())
 	}
+	c.stored.Store(int64(len(s.store.entries)))
+	c.storedBytes.Store(s.store.used)
 }
 
 // dropCancelled finishes generations whose caller went away.
@@ -279,6 +290,9 @@ func (s *scheduler) admit() error {
 		}
 		s.waiting = s.waiting[1:]
 		q.row, q.weights = free, s.e.weights.Load()
+		if err := s.keep(free, q); err != nil {
+			return err
+		}
 		if err := s.reuse(q); err != nil {
 			return err
 		}
@@ -345,6 +359,22 @@ func (s *scheduler) reuse(q *seq) error {
 			best, from, routes = n, i, c.routes
 		}
 	}
+	if s.e.cfg.PrefixStore >= 0 {
+		e, n := s.store.best(prompt[:len(prompt)-1], q.req.RecordRoutes, q.weights, s.st.Capacity())
+		if n > best && n >= least {
+			if err := s.st.LoadRow(q.row, e.rc); err != nil {
+				return err
+			}
+			s.store.touch(e)
+			q.fed, q.cached = n, n
+			if q.req.RecordRoutes {
+				q.routes = append(q.routes[:0], e.routes[:n]...)
+			}
+			s.e.stats.reused.Add(int64(n))
+			s.e.stats.storeHits.Add(1)
+			return nil
+		}
+	}
 	if best < least {
 		return nil
 	}
@@ -358,6 +388,35 @@ func (s *scheduler) reuse(q *seq) error {
 		q.routes = append(q.routes[:0], routes[:best]...)
 	}
 	s.e.stats.reused.Add(int64(best))
+	return nil
+}
+
+// keep copies what free row i's cache holds to the prefix store before the
+// row is written over for next (nil: for nothing yet): unless next's prompt
+// continues it, the store holds it already, or it is shorter than
+// PrefixReuse would take. What next will take from the store counts as
+// just used, so making room does not evict it.
+func (s *scheduler) keep(i int, next *seq) error {
+	least := s.e.cfg.PrefixReuse
+	if s.e.cfg.PrefixStore < 0 || least < 0 || i >= len(s.rows) || s.rows[i] != nil {
+		return nil
+	}
+	var prompt []int32
+	if next != nil {
+		prompt = next.req.Prompt
+		if e, n := s.store.best(prompt[:len(prompt)-1], next.req.RecordRoutes, next.weights, s.st.Capacity()); n >= least {
+			s.store.touch(e)
+		}
+	}
+	c := s.held(i)
+	if len(c.tokens) < max(least, 1) || commonPrefix(prompt, c.tokens) == len(c.tokens) || s.store.holds(c) {
+		return nil
+	}
+	rc, err := s.st.SaveRow(i, len(c.tokens))
+	if err != nil {
+		return err
+	}
+	s.store.add(c, rc)
 	return nil
 }
 
@@ -484,13 +543,25 @@ func (s *scheduler) shrink() error {
 		if to < 0 {
 			return errors.New("engine: no free row to compact into")
 		}
+		if err := s.keep(to, nil); err != nil {
+			return err
+		}
 		if err := s.st.CopyRow(i, to); err != nil {
 			return err
 		}
 		s.rows[to], s.rows[i], q.row = q, nil, to
 		s.left[to], s.left[i] = cached{}, cached{}
 	}
-	return s.resize(rows, max(capacity, minCapacity))
+	// What the rows and slots that go hold is kept first.
+	capacity = max(capacity, minCapacity)
+	for i := range s.rows {
+		if i >= rows || len(s.left[i].tokens) > capacity {
+			if err := s.keep(i, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return s.resize(rows, capacity)
 }
 
 // mixed runs one step in which every prefilling row feeds its next prompt

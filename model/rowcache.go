@@ -22,6 +22,9 @@ type RowCache struct {
 // Len is the number of positions the copy holds.
 func (r *RowCache) Len() int { return r.n }
 
+// Slots is the cache capacity the copy needs: LoadRow refuses smaller.
+func (r *RowCache) Slots() int { return r.data[0].Shape().Dim(1) }
+
 // Bytes is the host memory the copy takes.
 func (r *RowCache) Bytes() int64 {
 	var b int64
@@ -98,7 +101,7 @@ func (s *Stepper) LoadRow(row int, rc *RowCache) (err error) {
 	if len(rc.data) != len(s.caches) {
 		return fmt.Errorf("load row %d: a copy of %d caches for %d", row, len(rc.data), len(s.caches))
 	}
-	slots := rc.data[0].Shape().Dim(1)
+	slots := rc.Slots()
 	if slots > s.capacity {
 		return fmt.Errorf("load row %d: %d slots in a cache of capacity %d", row, slots, s.capacity)
 	}
