@@ -67,6 +67,8 @@ func newMetrics(e *engine.Engine) *metrics {
 		total("dsv32_decode_steps_total", "Batched decode steps.", func(s engine.Stats) float64 { return float64(s.DecodeSteps) }),
 		total("dsv32_chained_decode_steps_total", "Decode steps run back to back on the device (chains).", func(s engine.Stats) float64 { return float64(s.ChainedSteps) }),
 		total("dsv32_prompt_tokens_reused_total", "Prompt tokens taken from another request's cache instead of prefilled.", func(s engine.Stats) float64 { return float64(s.ReusedTokens) }),
+		stat("dsv32_prefix_store_bytes", "Host memory holding cache prefixes kept for reuse (--prefix-store).", func(s engine.Stats) float64 { return float64(s.StoredBytes) }),
+		total("dsv32_prefix_store_hits_total", "Requests whose prompt prefix came back from the prefix store.", func(s engine.Stats) float64 { return float64(s.StoreHits) }),
 		total("dsv32_looped_decode_steps_total", "Decode steps run inside one loop on the device (--chain-loop).", func(s engine.Stats) float64 { return float64(s.LoopedSteps) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "dsv32_generated_tokens_per_second", Help: "Tokens generated per second, averaged over the last 10 s.",

@@ -663,6 +663,7 @@ func TestModelsHealthMetrics(t *testing.T) {
 		"dsv32_queue_depth ", "dsv32_running ", "dsv32_cache_bytes ", "dsv32_cache_budget_bytes 4.294967296e+09",
 		"dsv32_generated_tokens_total ", "dsv32_generated_tokens_per_second ", "dsv32_time_to_first_token_seconds_count",
 		`dsv32_generations_total{finish_reason=`, "go_goroutines ",
+		"dsv32_prefix_store_bytes ", "dsv32_prefix_store_hits_total ",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q", want)

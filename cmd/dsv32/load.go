@@ -42,6 +42,7 @@ type modelFlags struct {
 	DType        string `name:"dtype" default:"f32" enum:"f32,bf16" help:"Weight and activation dtype: f32, or bf16 (half the memory; the choice for GPUs)."`
 	Select       string `default:"digits" enum:"sort,digits" help:"On XLA, how decode steps pick the indexer's keys and chains cut top-k/top-p: digits (radix select over 8-bit digits, model.Options.DigitTopK, which device loops need; docs/engine.md) or sort (the backend's TopK)."`
 	PrefixReuse  int    `name:"prefix-reuse" default:"16" placeholder:"N" help:"Take a prompt's first tokens from another request's cache when at least N are shared (a conversation's earlier turns, a common system prompt); -1 never."`
+	PrefixStore  int64  `name:"prefix-store" placeholder:"BYTES" help:"Host memory that keeps cache prefixes after their rows go to other requests, for --prefix-reuse to find (default 1 GiB; -1 none)."`
 	ChainLoop    bool   `name:"chain-loop" default:"true" negatable:"" help:"Run each chain of decode steps as one program, a loop on the device (model.Options.DeviceLoop), where the backend can: XLA with --select digits. Each loop compiles in the background while chains step from the host."`
 }
 
@@ -107,7 +108,7 @@ func (f *modelFlags) load() (*loadedModel, error) {
 	}
 	step(3)
 	eng, err := engine.New(m, backend, engine.Config{MaxBatch: f.MaxBatch, MaxContext: f.MaxContext, MemoryBudget: f.MemoryBudget,
-		NativeTopK: native(backend), DigitTopK: f.Select == "digits", DeviceLoop: deviceLoop(f.ChainLoop, backend, f.Select), PrefixReuse: f.PrefixReuse})
+		NativeTopK: native(backend), DigitTopK: f.Select == "digits", DeviceLoop: deviceLoop(f.ChainLoop, backend, f.Select), PrefixReuse: f.PrefixReuse, PrefixStore: f.PrefixStore})
 	if err != nil {
 		return nil, err
 	}
