@@ -355,28 +355,35 @@ func TestChainedDecoding(t *testing.T) {
 		t.Errorf("lone request: %d chained steps, want 8", st.ChainedSteps)
 	}
 
-	// Log-probabilities (without alternatives) come from the device too: a
-	// greedy request asking for them chains, and gets the tokens and
-	// log-probabilities (to float32's rounding) it gets without chains.
-	withLogprobs := func(chain int) ([]engine.Token, engine.Stats) {
-		e, _ := newEngine(t, engine.Config{ChainSteps: chain})
-		res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:12], Params: engine.SampleParams{MaxTokens: 10, Logprobs: true}}, nil)
-		if err != nil {
-			t.Fatal(err)
+	// Log-probabilities and alternatives come from the device too: a greedy
+	// request asking for them chains, and gets the tokens, log-probabilities
+	// and alternatives (to float32's rounding) it gets without chains.
+	for _, p := range []engine.SampleParams{{MaxTokens: 10, Logprobs: true}, {MaxTokens: 10, Logprobs: true, TopLogprobs: 4}, {MaxTokens: 10, TopLogprobs: 20}} {
+		withLogprobs := func(chain int) ([]engine.Token, engine.Stats) {
+			e, _ := newEngine(t, engine.Config{ChainSteps: chain})
+			res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:12], Params: p}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.Tokens, e.Stats()
 		}
-		return res.Tokens, e.Stats()
-	}
-	on, st := withLogprobs(4)
-	off, _ := withLogprobs(-1)
-	if st.ChainedSteps == 0 {
-		t.Error("a greedy request with logprobs ran no chained steps")
-	}
-	if !slices.Equal(ids(on), ids(off)) {
-		t.Fatalf("greedy with logprobs: chained %v, without chains %v", ids(on), ids(off))
-	}
-	for i := range on {
-		if a, b := on[i].Logprob, off[i].Logprob; !(b < 0) || math.Abs(float64(a-b)) > 1e-4 || on[i].SampleLogprob != 0 {
-			t.Errorf("token %d: chained %+v, without chains %+v", i, on[i], off[i])
+		on, st := withLogprobs(4)
+		off, _ := withLogprobs(-1)
+		if st.ChainedSteps == 0 {
+			t.Errorf("%+v: a greedy request ran no chained steps", p)
+		}
+		if !slices.Equal(ids(on), ids(off)) {
+			t.Fatalf("%+v: chained %v, without chains %v", p, ids(on), ids(off))
+		}
+		for i := range on {
+			a, b := on[i], off[i]
+			ok := b.Logprob < 0 && math.Abs(float64(a.Logprob-b.Logprob)) <= 1e-4 && a.SampleLogprob == 0 && len(a.Top) == p.TopLogprobs && len(b.Top) == p.TopLogprobs
+			for j := range min(len(a.Top), len(b.Top)) {
+				ok = ok && a.Top[j].ID == b.Top[j].ID && math.Abs(float64(a.Top[j].Logprob-b.Top[j].Logprob)) <= 1e-4
+			}
+			if !ok {
+				t.Errorf("%+v token %d: chained %+v, without chains %+v", p, i, a, b)
+			}
 		}
 	}
 }

@@ -271,14 +271,11 @@ func logSoftmaxExp(dst, ex []float64, x []float32, temp float64) (lp, e []float6
 // min-p and top-p, which the device draws from the same distribution but
 // with its own random stream. A seed promises the same tokens for the same
 // request, whatever else runs, so seeded requests are always drawn here.
-// The device reports each token's log-probability (Logprobs) but not the
-// alternatives (TopLogprobs).
+// The device reports each token's log-probability (Logprobs) and the
+// likeliest alternatives (TopLogprobs), in float32.
 func (s *sampler) onDevice() bool {
 	p := &s.p
-	switch {
-	case p.TopLogprobs > 0:
-		return false
-	case p.Temperature == 0:
+	if p.Temperature == 0 {
 		return true
 	}
 	return !p.HasSeed && p.FrequencyPenalty == 0 && p.PresencePenalty == 0
@@ -287,21 +284,23 @@ func (s *sampler) onDevice() bool {
 // draw is how the device draws this sampler's tokens (see onDevice).
 func (s *sampler) draw() model.Draw {
 	if s.p.Temperature == 0 {
-		return model.Draw{}
+		return model.Draw{Top: s.p.TopLogprobs}
 	}
-	return model.Draw{Temperature: float32(s.p.Temperature), TopK: s.p.TopK, MinP: float32(s.p.MinP), TopP: float32(s.p.TopP)}
+	return model.Draw{Temperature: float32(s.p.Temperature), TopK: s.p.TopK, MinP: float32(s.p.MinP), TopP: float32(s.p.TopP),
+		Top: s.p.TopLogprobs}
 }
 
 // wantsLogprob reports whether a greedy token must carry its log-
-// probability, which only ChainSample computes on the device.
-func (s *sampler) wantsLogprob() bool { return s.p.Logprobs }
+// probability or alternatives, which only ChainSample computes on the
+// device.
+func (s *sampler) wantsLogprob() bool { return s.p.Logprobs || s.p.TopLogprobs > 0 }
 
 // take records a token the device drew (see onDevice), as next would have:
 // a greedy token carries its log-probability only when asked.
 func (s *sampler) take(t Token) Token {
 	if s.p.Temperature == 0 {
-		t = Token{ID: t.ID, Logprob: t.Logprob}
-		if !s.p.Logprobs {
+		t = Token{ID: t.ID, Logprob: t.Logprob, Top: t.Top}
+		if !s.wantsLogprob() {
 			t.Logprob = 0
 		}
 	}

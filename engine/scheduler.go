@@ -811,6 +811,9 @@ func (s *scheduler) chain(k int) error {
 			row := make([]Token, B)
 			for b, d := range step {
 				row[b] = Token{ID: d.ID, Logprob: d.Logprob, SampleLogprob: d.SampleLogprob}
+				for _, a := range d.Top {
+					row[b].Top = append(row[b].Top, TokenLogprob{ID: a.ID, Logprob: a.Logprob})
+				}
 			}
 			ids = append(ids, row)
 		}

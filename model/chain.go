@@ -172,22 +172,19 @@ func (s *Stepper) chainLoop(state *tensors.Tensor, n int) (out [][]int32, ok boo
 
 // sampleLoop runs ChainSample's n steps as one program (Options.DeviceLoop);
 // ok is false while that program compiles in the background.
-func (s *Stepper) sampleLoop(state, how, rng *tensors.Tensor, truncated bool, n int) (out [][]ChainToken, ok bool, err error) {
-	res, ok, err := s.runLoop(fmt.Sprintf("sampled/%d/%t", n, truncated), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
-		return s.sampledLoop(scope, in, n, truncated)
+func (s *Stepper) sampleLoop(state, how, rng *tensors.Tensor, draws []Draw, truncated bool, top, n int) (out [][]ChainToken, ok bool, err error) {
+	res, ok, err := s.runLoop(fmt.Sprintf("sampled/%d/%t/%d", n, truncated, top), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+		return s.sampledLoop(scope, in, n, truncated, top)
 	}, state, how, rng)
 	if !ok || err != nil {
 		return nil, ok, err
 	}
-	drawn := tensors.MustCopyFlatData[float32](res) // [n, rows, 3]
+	drawn := tensors.MustCopyFlatData[float32](res) // [n, rows, 3 + 2·top]
 	res.FinalizeAll()
 	out = make([][]ChainToken, n)
+	step := len(drawn) / n
 	for i := range out {
-		out[i] = make([]ChainToken, s.rows)
-		for b := range out[i] {
-			d := drawn[3*(i*s.rows+b):]
-			out[i][b] = ChainToken{ID: int32(d[0]), Logprob: d[1], SampleLogprob: d[2]}
-		}
+		out[i] = chainTokensDrawn(drawn[i*step:(i+1)*step], draws)
 	}
 	return out, true, nil
 }
@@ -206,11 +203,11 @@ func (s *Stepper) greedyLoop(scope *gm.Scope, in []*graph.Node, n int) []*graph.
 
 // sampledLoop: in = state [rows, 2], draws [rows, 4], RNG state, caches… →
 // caches…, drawn [n, rows, 3]: n sampleSteps in one device loop.
-func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, truncated bool) []*graph.Node {
+func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, truncated bool, top int) []*graph.Node {
 	rows := in[0].Shape().Dim(0)
-	return s.deviceLoop(scope, in, 3, n, shapes.Make(dtypes.Float32, rows, 3),
+	return s.deviceLoop(scope, in, 3, n, shapes.Make(dtypes.Float32, rows, 3+2*top),
 		func(scope *gm.Scope, carried, caches []*graph.Node) ([]*graph.Node, []*graph.Node, *graph.Node) {
-			outs := s.sampleStep(scope, append(carried, caches...), truncated)
+			outs := s.sampleStep(scope, append(carried, caches...), truncated, top)
 			nc := len(caches)
 			// The draws stay as they are; the state and the generator move on.
 			return outs[:nc], []*graph.Node{outs[nc], carried[1], outs[nc+1]}, outs[nc+2]
@@ -388,7 +385,20 @@ type ChainToken struct {
 	// SampleLogprob is its log-probability under the tempered distribution
 	// it was drawn from (0 for a greedy row).
 	SampleLogprob float32
+	// Top are the row's Draw.Top likeliest tokens under the model's
+	// distribution, in descending order (ties: lower id first).
+	Top []Alternative
 }
+
+// Alternative is one of the likeliest tokens at a step (ChainToken.Top).
+type Alternative struct {
+	ID      int32
+	Logprob float32
+}
+
+// MaxTop is the most alternatives a chain reports per token (Draw.Top), as
+// OpenAI's top_logprobs allows.
+const MaxTop = 20
 
 // Draw is how a chain row draws its tokens (ChainSample).
 type Draw struct {
@@ -396,6 +406,7 @@ type Draw struct {
 	TopK        int     // keep the TopK likeliest tokens (0: off)
 	MinP        float32 // keep tokens with p ≥ MinP·p_max (0: off)
 	TopP        float32 // keep the smallest prefix with mass ≥ TopP (0 or 1: off)
+	Top         int     // report the Top likeliest tokens with each token (0–MaxTop), greedy rows too
 }
 
 func (d Draw) truncates() bool {
@@ -413,7 +424,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	if len(draws) != s.rows {
 		return nil, fmt.Errorf("%d draws for %d rows", len(draws), s.rows)
 	}
-	truncated := false
+	truncated, top := false, 0
 	params := make([]float32, 0, 4*s.rows) // [rows, 4]: temperature, top-k, min-p, top-p
 	for b, d := range draws {
 		switch {
@@ -425,6 +436,11 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 			return nil, fmt.Errorf("row %d: min-p %g outside [0, 1]", b, d.MinP)
 		case !(d.TopP >= 0) || d.TopP > 1:
 			return nil, fmt.Errorf("row %d: top-p %g outside [0, 1]", b, d.TopP)
+		case d.Top < 0 || d.Top > MaxTop:
+			return nil, fmt.Errorf("row %d: %d alternatives outside [0, %d]", b, d.Top, MaxTop)
+		}
+		if d.Top > 0 {
+			top = min(MaxTop, s.m.Config.VocabSize) // one program for every count asked for
 		}
 		truncated = truncated || d.truncates()
 		params = append(params, d.Temperature, float32(min(d.TopK, s.m.Config.VocabSize)), d.MinP, d.TopP)
@@ -432,15 +448,17 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	if err := s.chainCheck(tokens, pos, n); err != nil {
 		return nil, err
 	}
-	exec := &s.sampled
-	if truncated {
-		exec = &s.truncated
-	}
-	if *exec == nil {
-		step := func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.sampleStep(scope, in, truncated) }
-		if *exec, err = s.newExec(step); err != nil {
+	kind := fmt.Sprintf("%t/%d", truncated, top)
+	exec := s.samplers[kind]
+	if exec == nil {
+		step := func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.sampleStep(scope, in, truncated, top) }
+		if exec, err = s.newExec(step); err != nil {
 			return nil, err
 		}
+		if s.samplers == nil {
+			s.samplers = map[string]*gm.Exec{}
+		}
+		s.samplers[kind] = exec
 	}
 	rng, err := graph.RNGStateFromSeed(seed)
 	if err != nil {
@@ -451,7 +469,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	if s.loopable() && (!truncated || s.opts.NativeTopK) {
 		// A truncated draw without digits sorts the vocabulary: no loop.
 		state := chainState(tokens, pos)
-		out, ok, err := s.sampleLoop(state, how, rng, truncated, n)
+		out, ok, err := s.sampleLoop(state, how, rng, draws, truncated, top, n)
 		state.FinalizeAll()
 		if ok || err != nil {
 			rng.FinalizeAll()
@@ -459,7 +477,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 		}
 	}
 	state := chainState(tokens, pos)
-	var drawn *tensors.Tensor // [rows, 3]: id, logprob, sample logprob of the last step
+	var drawn *tensors.Tensor // [rows, 3 + 2·top]: id, logprob, sample logprob, alternatives of the last step
 	defer func() {
 		state.FinalizeAll()
 		rng.FinalizeAll()
@@ -469,27 +487,28 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	}()
 	out = make([][]ChainToken, 0, n)
 	for i := range n {
-		outs, err := s.execDonating(*exec, state, how, rng)
+		outs, err := s.execDonating(exec, state, how, rng)
 		if err != nil {
 			return nil, err
 		}
 		if i > 0 { // step i-1's tokens, read while step i runs
-			out = append(out, chainDrawn(drawn))
+			out = append(out, chainDrawn(drawn, draws))
 			drawn.FinalizeAll()
 		}
 		state.FinalizeAll()
 		rng.FinalizeAll()
 		state, rng, drawn = outs[0], outs[1], outs[2]
 	}
-	return append(out, chainDrawn(drawn)), nil
+	return append(out, chainDrawn(drawn, draws)), nil
 }
 
 // sampleStep: in = state [rows, 2], draws [rows, 4] (temperature, top-k,
 // min-p, top-p), RNG state, caches… → caches…, state', RNG state', drawn
-// [rows, 3] (id, logprob, sample logprob, as float32: ids are exact below
-// 2²⁴). With truncated, each row keeps only what its top-k, min-p and top-p
+// [rows, 3 + 2·top] (id, logprob, sample logprob, then top pairs of id and
+// logprob of the likeliest tokens; as float32: ids are exact below 2²⁴).
+// With truncated, each row keeps only what its top-k, min-p and top-p
 // leave, which needs the vocabulary sorted; without, nothing is cut.
-func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, truncated bool) []*graph.Node {
+func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, truncated bool, top int) []*graph.Node {
 	state, how, rng := in[0], in[1], in[2]
 	g := state.Graph()
 	B, V := state.Shape().Dim(0), s.m.Config.VocabSize
@@ -524,11 +543,29 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, truncated bool) 
 	}
 	flat := func(x *graph.Node) *graph.Node { return graph.Reshape(x, B) }
 	id := graph.Where(flat(sampling), drawnID, graph.ArgMax(logits, -1, dtypes.Int32)) // [B]
-	logprob := graph.ReduceSum(graph.Mul(graph.LogSoftmax(logits, -1), graph.OneHot(id, V, dtypes.Float32)), -1)
+	own := graph.LogSoftmax(logits, -1)                                                // [B, V]: the model's distribution
+	logprob := graph.ReduceSum(graph.Mul(own, graph.OneHot(id, V, dtypes.Float32)), -1)
 	sampleLP = graph.Where(flat(sampling), sampleLP, graph.ZerosLike(sampleLP))
 	next := graph.Concatenate([]*graph.Node{graph.Reshape(id, B, 1), graph.AddScalar(pos, 1)}, 1)
-	drawn := graph.Stack([]*graph.Node{graph.ConvertDType(id, dtypes.Float32), logprob, sampleLP}, 1) // [B, 3]
+	cols := []*graph.Node{graph.ConvertDType(id, dtypes.Float32), logprob, sampleLP}
+	cols = append(cols, likeliest(own, top)...)
+	drawn := graph.Stack(cols, 1) // [B, 3 + 2·top]
 	return append(flatCaches(cache), next, rng, drawn)
+}
+
+// likeliest returns the k likeliest tokens of lp [B, V], as pairs of id (as
+// float32) and value [B], in descending order, ties to the lower id (the
+// host's order): k passes of ArgMax, each masking what it found, since a
+// device loop cannot hold a sort.
+func likeliest(lp *graph.Node, k int) []*graph.Node {
+	out := make([]*graph.Node, 0, 2*k)
+	for range k {
+		at := graph.ArgMax(lp, -1, dtypes.Int32) // [B]; ties: the first id
+		out = append(out, graph.ConvertDType(at, dtypes.Float32), graph.ReduceMax(lp, -1))
+		hit := graph.Equal(graph.Iota(lp.Graph(), shapes.Make(dtypes.Int32, lp.Shape().Dimensions...), 1), graph.ExpandAxes(at, -1)) // [B, V]
+		lp = graph.Where(hit, graph.Infinity(lp.Graph(), dtypes.Float32, -1), lp)
+	}
+	return out
 }
 
 // keptMask marks, in log-probabilities sorted in descending order [B, V],
@@ -597,11 +634,21 @@ func logSumExp(x *graph.Node) *graph.Node {
 }
 
 // chainDrawn copies a sampled chain step's tokens to the host.
-func chainDrawn(drawn *tensors.Tensor) []ChainToken {
-	flat := tensors.MustCopyFlatData[float32](drawn)
-	out := make([]ChainToken, len(flat)/3)
+func chainDrawn(drawn *tensors.Tensor, draws []Draw) []ChainToken {
+	return chainTokensDrawn(tensors.MustCopyFlatData[float32](drawn), draws)
+}
+
+// chainTokensDrawn reads one step's drawn values [rows, 3 + 2·top] (see
+// sampleStep), keeping draws[b].Top alternatives of row b.
+func chainTokensDrawn(flat []float32, draws []Draw) []ChainToken {
+	out := make([]ChainToken, len(draws))
+	w := len(flat) / len(draws)
 	for b := range out {
-		out[b] = ChainToken{ID: int32(flat[3*b]), Logprob: flat[3*b+1], SampleLogprob: flat[3*b+2]}
+		d := flat[b*w : (b+1)*w]
+		out[b] = ChainToken{ID: int32(d[0]), Logprob: d[1], SampleLogprob: d[2]}
+		for j := range min(draws[b].Top, (w-3)/2) {
+			out[b].Top = append(out[b].Top, Alternative{ID: int32(d[3+2*j]), Logprob: d[4+2*j]})
+		}
 	}
 	return out
 }

@@ -276,6 +276,7 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 		{{}, {Temperature: 0.7}},
 		{{Temperature: 1, TopK: 5}, {Temperature: 1, TopP: 0.5}},
 		{{Temperature: 0.8, MinP: 0.3}, {Temperature: 1.2, TopK: 40, MinP: 0.05, TopP: 0.3}},
+		{{Top: 5}, {Temperature: 1, TopP: 0.9, Top: model.MaxTop}}, // alternatives, for greedy and sampled rows
 	} {
 		got, err := st.ChainSample(first, pos, draws, 42, n)
 		if err != nil {
@@ -295,8 +296,24 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 			for b, d := range draws {
 				logits := res.Logits[b*V : (b+1)*V]
 				c := step[b]
-				if want := logSoftmax(logits, 1)[c.ID]; math.Abs(float64(c.Logprob)-want) > 1e-4 {
+				own := logSoftmax(logits, 1)
+				if want := own[c.ID]; math.Abs(float64(c.Logprob)-want) > 1e-4 {
 					t.Errorf("%+v step %d: logprob %g, host %g", d, i, c.Logprob, want)
+				}
+				// The alternatives: the host's order (descending, ties to
+				// the lower id) and values.
+				order := make([]int32, V)
+				for id := range order {
+					order[id] = int32(id)
+				}
+				slices.SortStableFunc(order, func(a, b int32) int { return cmpDesc(own[a], own[b]) })
+				if len(c.Top) != d.Top {
+					t.Errorf("%+v step %d: %d alternatives, want %d", d, i, len(c.Top), d.Top)
+				}
+				for j, alt := range c.Top {
+					if alt.ID != order[j] || !(math.Abs(float64(alt.Logprob)-own[alt.ID]) <= 1e-4) {
+						t.Errorf("%+v step %d: alternative %d is %+v, host %d (%g)", d, i, j, alt, order[j], own[order[j]])
+					}
 				}
 				if d.Temperature == 0 {
 					if want := argmax(logits); c.ID != want || c.SampleLogprob != 0 {
@@ -375,6 +392,7 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 		{"negative top-k", []model.Draw{{}, {Temperature: 1, TopK: -2}}, "top-k -2"},
 		{"top-p above 1", []model.Draw{{}, {Temperature: 1, TopP: 1.5}}, "top-p 1.5"},
 		{"min-p NaN", []model.Draw{{}, {Temperature: 1, MinP: float32(math.NaN())}}, "min-p"},
+		{"too many alternatives", []model.Draw{{Top: model.MaxTop + 1}, {}}, "alternatives"},
 	} {
 		if _, err := st.ChainSample(first, pos, c.draws, 1, 1); err == nil || !strings.Contains(err.Error(), c.sub) {
 			t.Errorf("%s: error %v, want one saying %q", c.name, err, c.sub)

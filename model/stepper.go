@@ -30,8 +30,7 @@ type Stepper struct {
 
 	all, one  *gm.Exec                // every row; one dynamic row
 	chain     *gm.Exec                // greedy steps fed from the device (Chain), built on first use
-	sampled   *gm.Exec                // steps that draw at a temperature (ChainSample), built on first use
-	truncated *gm.Exec                // the same, with top-k, min-p or top-p
+	samplers  map[string]*gm.Exec     // steps that draw (ChainSample), by truncation and alternatives, built on first use
 	loops     map[string]*gm.Exec     // chains as one program, by kind and step count (Options.DeviceLoop)
 	compiles  map[string]*loopCompile // loops compiling or compiled in the background, by kind and shape
 	compiling chan struct{}           // held by the one loop compiling in the background
@@ -470,10 +469,11 @@ func (s *Stepper) Close() {
 	}
 	s.all.Finalize()
 	s.one.Finalize()
-	for _, e := range []*gm.Exec{s.chain, s.sampled, s.truncated} {
-		if e != nil {
-			e.Finalize()
-		}
+	if s.chain != nil {
+		s.chain.Finalize()
+	}
+	for _, e := range s.samplers {
+		e.Finalize()
 	}
 	for _, e := range s.loops {
 		e.Finalize() // waits for what compiles in the background
