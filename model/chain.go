@@ -202,7 +202,7 @@ func (s *Stepper) greedyLoop(scope *gm.Scope, in []*graph.Node, n int) []*graph.
 }
 
 // sampledLoop: in = state [rows, 2], draws [rows, 4], RNG state, caches… →
-// caches…, drawn [n, rows, 3]: n sampleSteps in one device loop.
+// caches…, drawn [n, rows, 3 + 2·top]: n sampleSteps in one device loop.
 func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, truncated bool, top int) []*graph.Node {
 	rows := in[0].Shape().Dim(0)
 	return s.deviceLoop(scope, in, 3, n, shapes.Make(dtypes.Float32, rows, 3+2*top),
