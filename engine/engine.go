@@ -26,9 +26,9 @@ type Config struct {
 	// ChainSteps is how many decode steps run back to back on the device
 	// (model.Stepper.Chain, ChainSample) while every running request's
 	// tokens can be drawn there (default 8; -1 turns chains off). That is
-	// greedy decoding, and sampling without a seed or penalties
-	// (temperature, top-k, min-p, top-p), with or without log-probabilities
-	// and alternatives (computed on the device in float32), in both cases
+	// greedy decoding, and sampling without a seed (temperature, penalties,
+	// top-k, min-p, top-p), with or without log-probabilities and
+	// alternatives (computed on the device in float32), in both cases
 	// without RL's records (routes, kept sets).
 	// No token crosses to the host between the steps; new requests and
 	// cancellations wait for the chain's end.

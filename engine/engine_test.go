@@ -274,7 +274,8 @@ func TestChainedDecoding(t *testing.T) {
 		job{fx[30:50], engine.SampleParams{MaxTokens: 9, Temperature: 1}},
 		job{fx[2:14], engine.SampleParams{MaxTokens: 7, Temperature: 0.7}},
 		job{fx[7:19], engine.SampleParams{MaxTokens: 8, Temperature: 1, TopP: 0.9}},
-		job{fx[1:6], engine.SampleParams{MaxTokens: 6, Temperature: 1, TopK: 20, MinP: 0.01}})
+		job{fx[1:6], engine.SampleParams{MaxTokens: 6, Temperature: 1, TopK: 20, MinP: 0.01}},
+		job{fx[3:15], engine.SampleParams{MaxTokens: 8, Temperature: 0.9, PresencePenalty: 1, FrequencyPenalty: 0.5}})
 	plain, _ := run(greedy, -1)
 	// Also with the digit search selecting the indexer's keys and cutting
 	// top-k and top-p (engine.Config.DigitTopK; on the Go backend the native

@@ -267,18 +267,14 @@ func logSoftmaxExp(dst, ex []float64, x []float32, temp float64) (lp, e []float6
 // next draws the next token from logits [V].
 // onDevice reports whether the device may draw this sampler's tokens
 // (model.Stepper.Chain, ChainSample): greedy decoding; or, for a request
-// without a seed and without penalties, sampling with temperature, top-k,
-// min-p and top-p, which the device draws from the same distribution but
-// with its own random stream. A seed promises the same tokens for the same
-// request, whatever else runs, so seeded requests are always drawn here.
-// The device reports each token's log-probability (Logprobs) and the
-// likeliest alternatives (TopLogprobs), in float32.
+// without a seed, sampling with temperature, penalties, top-k, min-p and
+// top-p, which the device draws from the same distribution but with its
+// own random stream. A seed promises the same tokens for the same request,
+// whatever else runs, so seeded requests are always drawn here. The device
+// reports each token's log-probability (Logprobs) and the likeliest
+// alternatives (TopLogprobs), in float32.
 func (s *sampler) onDevice() bool {
-	p := &s.p
-	if p.Temperature == 0 {
-		return true
-	}
-	return !p.HasSeed && p.FrequencyPenalty == 0 && p.PresencePenalty == 0
+	return s.p.Temperature == 0 || !s.p.HasSeed
 }
 
 // draw is how the device draws this sampler's tokens (see onDevice).
@@ -286,8 +282,12 @@ func (s *sampler) draw() model.Draw {
 	if s.p.Temperature == 0 {
 		return model.Draw{Top: s.p.TopLogprobs}
 	}
-	return model.Draw{Temperature: float32(s.p.Temperature), TopK: s.p.TopK, MinP: float32(s.p.MinP), TopP: float32(s.p.TopP),
-		Top: s.p.TopLogprobs}
+	d := model.Draw{Temperature: float32(s.p.Temperature), TopK: s.p.TopK, MinP: float32(s.p.MinP), TopP: float32(s.p.TopP),
+		Top: s.p.TopLogprobs, Presence: float32(s.p.PresencePenalty), Frequency: float32(s.p.FrequencyPenalty)}
+	if d.Presence != 0 || d.Frequency != 0 {
+		d.Counts = s.counts // read while the chain is made, before take adds its tokens
+	}
+	return d
 }
 
 // wantsLogprob reports whether a greedy token must carry its log-

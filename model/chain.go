@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -172,10 +173,10 @@ func (s *Stepper) chainLoop(state *tensors.Tensor, n int) (out [][]int32, ok boo
 
 // sampleLoop runs ChainSample's n steps as one program (Options.DeviceLoop);
 // ok is false while that program compiles in the background.
-func (s *Stepper) sampleLoop(state, how, rng *tensors.Tensor, draws []Draw, truncated bool, top, n int) (out [][]ChainToken, ok bool, err error) {
-	res, ok, err := s.runLoop(fmt.Sprintf("sampled/%d/%t/%d", n, truncated, top), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
-		return s.sampledLoop(scope, in, n, truncated, top)
-	}, state, how, rng)
+func (s *Stepper) sampleLoop(carried []*tensors.Tensor, draws []Draw, kind sampleKind, n int) (out [][]ChainToken, ok bool, err error) {
+	res, ok, err := s.runLoop(fmt.Sprintf("sampled/%d/%s", n, kind), n, func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+		return s.sampledLoop(scope, in, n, kind)
+	}, carried...)
 	if !ok || err != nil {
 		return nil, ok, err
 	}
@@ -201,16 +202,22 @@ func (s *Stepper) greedyLoop(scope *gm.Scope, in []*graph.Node, n int) []*graph.
 		})
 }
 
-// sampledLoop: in = state [rows, 2], draws [rows, 4], RNG state, caches… →
-// caches…, drawn [n, rows, 3 + 2·top]: n sampleSteps in one device loop.
-func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, truncated bool, top int) []*graph.Node {
+// sampledLoop: in = state [rows, 2], draws [rows, 6], RNG state, counts
+// [rows, V] if penalized, caches… → caches…, drawn [n, rows, 3 + 2·top]:
+// n sampleSteps in one device loop.
+func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, kind sampleKind) []*graph.Node {
 	rows := in[0].Shape().Dim(0)
-	return s.deviceLoop(scope, in, 3, n, shapes.Make(dtypes.Float32, rows, 3+2*top),
+	return s.deviceLoop(scope, in, kind.carried(), n, shapes.Make(dtypes.Float32, rows, 3+2*kind.top),
 		func(scope *gm.Scope, carried, caches []*graph.Node) ([]*graph.Node, []*graph.Node, *graph.Node) {
-			outs := s.sampleStep(scope, append(carried, caches...), truncated, top)
+			outs := s.sampleStep(scope, append(carried, caches...), kind)
 			nc := len(caches)
-			// The draws stay as they are; the state and the generator move on.
-			return outs[:nc], []*graph.Node{outs[nc], carried[1], outs[nc+1]}, outs[nc+2]
+			// The draws stay as they are; the state, the generator and the
+			// counts move on.
+			next := []*graph.Node{outs[nc], carried[1], outs[nc+1]}
+			if kind.penalized {
+				next = append(next, outs[nc+2])
+			}
+			return outs[:nc], next, outs[len(outs)-1]
 		})
 }
 
@@ -407,6 +414,33 @@ type Draw struct {
 	MinP        float32 // keep tokens with p ≥ MinP·p_max (0: off)
 	TopP        float32 // keep the smallest prefix with mass ≥ TopP (0 or 1: off)
 	Top         int     // report the Top likeliest tokens with each token (0–MaxTop), greedy rows too
+	// Presence and Frequency penalise, when sampling, the tokens Counts says
+	// the row generated before (and those the chain draws): the logits lose
+	// Frequency·count + Presence for each, as OpenAI's penalties.
+	Presence, Frequency float32
+	Counts              map[int32]int
+}
+
+// penalises reports whether the row's draws are penalised.
+func (d Draw) penalises() bool { return d.Temperature > 0 && (d.Presence != 0 || d.Frequency != 0) }
+
+// sampleKind is what a ChainSample program is made for: truncated draws
+// (top-k, min-p, top-p), alternatives to report (top), penalties.
+type sampleKind struct {
+	truncated bool
+	top       int
+	penalized bool
+}
+
+func (k sampleKind) String() string { return fmt.Sprintf("%t/%d/%t", k.truncated, k.top, k.penalized) }
+
+// carried is how many values a step of this kind carries to the next:
+// the state, the draws, the generator and, penalized, the counts.
+func (k sampleKind) carried() int {
+	if k.penalized {
+		return 4
+	}
+	return 3
 }
 
 func (d Draw) truncates() bool {
@@ -424,8 +458,8 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	if len(draws) != s.rows {
 		return nil, fmt.Errorf("%d draws for %d rows", len(draws), s.rows)
 	}
-	truncated, top := false, 0
-	params := make([]float32, 0, 4*s.rows) // [rows, 4]: temperature, top-k, min-p, top-p
+	var kind sampleKind
+	params := make([]float32, 0, 6*s.rows) // [rows, 6]: temperature, top-k, min-p, top-p, presence, frequency
 	for b, d := range draws {
 		switch {
 		case !(d.Temperature >= 0) || d.Temperature > 100:
@@ -438,56 +472,77 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 			return nil, fmt.Errorf("row %d: top-p %g outside [0, 1]", b, d.TopP)
 		case d.Top < 0 || d.Top > MaxTop:
 			return nil, fmt.Errorf("row %d: %d alternatives outside [0, %d]", b, d.Top, MaxTop)
+		case !(math.Abs(float64(d.Presence)) <= 2) || !(math.Abs(float64(d.Frequency)) <= 2):
+			return nil, fmt.Errorf("row %d: penalties %g and %g outside [-2, 2]", b, d.Presence, d.Frequency)
 		}
 		if d.Top > 0 {
-			top = min(MaxTop, s.m.Config.VocabSize) // one program for every count asked for
+			kind.top = min(MaxTop, s.m.Config.VocabSize) // one program for every count asked for
 		}
-		truncated = truncated || d.truncates()
-		params = append(params, d.Temperature, float32(min(d.TopK, s.m.Config.VocabSize)), d.MinP, d.TopP)
+		kind.truncated = kind.truncated || d.truncates()
+		kind.penalized = kind.penalized || d.penalises()
+		params = append(params, d.Temperature, float32(min(d.TopK, s.m.Config.VocabSize)), d.MinP, d.TopP, d.Presence, d.Frequency)
 	}
 	if err := s.chainCheck(tokens, pos, n); err != nil {
 		return nil, err
 	}
-	kind := fmt.Sprintf("%t/%d", truncated, top)
-	exec := s.samplers[kind]
+	exec := s.samplers[kind.String()]
 	if exec == nil {
-		step := func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.sampleStep(scope, in, truncated, top) }
+		step := func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.sampleStep(scope, in, kind) }
 		if exec, err = s.newExec(step); err != nil {
 			return nil, err
 		}
 		if s.samplers == nil {
 			s.samplers = map[string]*gm.Exec{}
 		}
-		s.samplers[kind] = exec
+		s.samplers[kind.String()] = exec
 	}
 	rng, err := graph.RNGStateFromSeed(seed)
 	if err != nil {
 		return nil, err
 	}
-	how := tensors.FromFlatDataAndDimensions(params, s.rows, 4)
+	how := tensors.FromFlatDataAndDimensions(params, s.rows, 6)
 	defer how.FinalizeAll()
-	if s.loopable() && (!truncated || s.opts.NativeTopK) {
+	// The values the steps carry: state, draws, generator, counts.
+	carried := []*tensors.Tensor{chainState(tokens, pos), how, rng}
+	if kind.penalized {
+		V := s.m.Config.VocabSize
+		counts := make([]float32, s.rows*V) // [rows, V]
+		for b, d := range draws {
+			for id, c := range d.Counts {
+				if id >= 0 && int(id) < V {
+					counts[b*V+int(id)] = float32(c)
+				}
+			}
+		}
+		carried = append(carried, tensors.FromFlatDataAndDimensions(counts, s.rows, V))
+	}
+	defer func() {
+		for i, t := range carried {
+			if i != 1 { // how is freed above
+				t.FinalizeAll()
+			}
+		}
+	}()
+	if s.loopable() && (!kind.truncated || s.opts.NativeTopK) {
 		// A truncated draw without digits sorts the vocabulary: no loop.
-		state := chainState(tokens, pos)
-		out, ok, err := s.sampleLoop(state, how, rng, draws, truncated, top, n)
-		state.FinalizeAll()
+		out, ok, err := s.sampleLoop(carried, draws, kind, n)
 		if ok || err != nil {
-			rng.FinalizeAll()
 			return out, err
 		}
 	}
-	state := chainState(tokens, pos)
 	var drawn *tensors.Tensor // [rows, 3 + 2·top]: id, logprob, sample logprob, alternatives of the last step
 	defer func() {
-		state.FinalizeAll()
-		rng.FinalizeAll()
 		if drawn != nil {
 			drawn.FinalizeAll()
 		}
 	}()
 	out = make([][]ChainToken, 0, n)
 	for i := range n {
-		outs, err := s.execDonating(exec, state, how, rng)
+		args := make([]any, len(carried))
+		for j, t := range carried {
+			args[j] = t
+		}
+		outs, err := s.execDonating(exec, args...) // state', generator', counts'…, drawn
 		if err != nil {
 			return nil, err
 		}
@@ -495,35 +550,51 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 			out = append(out, chainDrawn(drawn, draws))
 			drawn.FinalizeAll()
 		}
-		state.FinalizeAll()
-		rng.FinalizeAll()
-		state, rng, drawn = outs[0], outs[1], outs[2]
+		next := []*tensors.Tensor{outs[0], how, outs[1]}
+		if kind.penalized {
+			next = append(next, outs[2])
+		}
+		for j, t := range carried {
+			if j != 1 {
+				t.FinalizeAll()
+			}
+		}
+		carried, drawn = next, outs[len(outs)-1]
 	}
 	return append(out, chainDrawn(drawn, draws)), nil
 }
 
-// sampleStep: in = state [rows, 2], draws [rows, 4] (temperature, top-k,
-// min-p, top-p), RNG state, caches… → caches…, state', RNG state', drawn
-// [rows, 3 + 2·top] (id, logprob, sample logprob, then top pairs of id and
-// logprob of the likeliest tokens; as float32: ids are exact below 2²⁴).
-// With truncated, each row keeps only what its top-k, min-p and top-p
-// leave, which needs the vocabulary sorted; without, nothing is cut.
-func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, truncated bool, top int) []*graph.Node {
+// sampleStep: in = state [rows, 2], draws [rows, 6] (temperature, top-k,
+// min-p, top-p, presence and frequency penalties), RNG state, counts [rows,
+// V] (penalized only), caches… → caches…, state', RNG state', counts'
+// (penalized only), drawn [rows, 3 + 2·top] (id, logprob, sample logprob,
+// then top pairs of id and logprob of the likeliest tokens; as float32: ids
+// are exact below 2²⁴). With truncated, each row keeps only what its
+// top-k, min-p and top-p leave; without, nothing is cut.
+func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind) []*graph.Node {
 	state, how, rng := in[0], in[1], in[2]
+	truncated, top := kind.truncated, kind.top
 	g := state.Graph()
 	B, V := state.Shape().Dim(0), s.m.Config.VocabSize
 	tokens := graph.Slice(state, graph.AxisRange(), graph.AxisElem(0)) // [B, 1]
 	pos := graph.Slice(state, graph.AxisRange(), graph.AxisElem(1))    // [B, 1]
 	last := graph.Zeros(g, shapes.Make(dtypes.Int32, B))
-	res, cache := s.forward(scope, tokens, pos, last, s.layerCaches(in[3:]))
+	res, cache := s.forward(scope, tokens, pos, last, s.layerCaches(in[kind.carried():]))
 	logits := res[0]                                                                                   // [B, V] float32
 	param := func(i int) *graph.Node { return graph.Slice(how, graph.AxisRange(), graph.AxisElem(i)) } // [B, 1]
 	temp := param(0)
-	sampling := graph.GreaterThan(temp, graph.ScalarZero(g, dtypes.Float32))                         // [B, 1]
-	lp := graph.LogSoftmax(graph.Div(logits, graph.Where(sampling, temp, graph.OnesLike(temp))), -1) // [B, V] tempered
-	rng, u := graph.RandomUniform(rng, shapes.Make(dtypes.Float32, B, V))                            // [B, V] in [0, 1)
-	gumbel := graph.Neg(graph.Log(graph.Neg(graph.Log(u))))                                          // u = 0 gives −∞: never drawn
-	var drawnID, sampleLP *graph.Node                                                                // [B]
+	sampling := graph.GreaterThan(temp, graph.ScalarZero(g, dtypes.Float32)) // [B, 1]
+	adj := logits                                                            // what is sampled from: penalised
+	var counts *graph.Node
+	if kind.penalized {
+		counts = in[3] // [B, V]
+		seen := graph.ConvertDType(graph.GreaterThan(counts, graph.ZerosLike(counts)), dtypes.Float32)
+		adj = graph.Sub(logits, graph.Add(graph.Mul(counts, param(5)), graph.Mul(seen, param(4))))
+	}
+	lp := graph.LogSoftmax(graph.Div(adj, graph.Where(sampling, temp, graph.OnesLike(temp))), -1) // [B, V] tempered
+	rng, u := graph.RandomUniform(rng, shapes.Make(dtypes.Float32, B, V))                         // [B, V] in [0, 1)
+	gumbel := graph.Neg(graph.Log(graph.Neg(graph.Log(u))))                                       // u = 0 gives −∞: never drawn
+	var drawnID, sampleLP *graph.Node                                                             // [B]
 	if !truncated {
 		drawnID = graph.ArgMax(graph.Add(lp, gumbel), -1, dtypes.Int32)
 		sampleLP = graph.ReduceSum(graph.Mul(lp, graph.OneHot(drawnID, V, dtypes.Float32)), -1)
@@ -550,7 +621,11 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, truncated bool, 
 	cols := []*graph.Node{graph.ConvertDType(id, dtypes.Float32), logprob, sampleLP}
 	cols = append(cols, likeliest(own, top)...)
 	drawn := graph.Stack(cols, 1) // [B, 3 + 2·top]
-	return append(flatCaches(cache), next, rng, drawn)
+	outs := append(flatCaches(cache), next, rng)
+	if kind.penalized {
+		outs = append(outs, graph.Add(counts, graph.OneHot(id, V, dtypes.Float32))) // the drawn token counts from the next step on
+	}
+	return append(outs, drawn)
 }
 
 // likeliest returns the k likeliest tokens of lp [B, V], as pairs of id (as

@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -277,6 +278,9 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 		{{Temperature: 1, TopK: 5}, {Temperature: 1, TopP: 0.5}},
 		{{Temperature: 0.8, MinP: 0.3}, {Temperature: 1.2, TopK: 40, MinP: 0.05, TopP: 0.3}},
 		{{Top: 5}, {Temperature: 1, TopP: 0.9, Top: model.MaxTop}}, // alternatives, for greedy and sampled rows
+		// Penalties, with counts from before the chain; the greedy row ignores them.
+		{{Presence: 1, Frequency: 2, Counts: map[int32]int{5: 3}},
+			{Temperature: 0.9, TopK: 50, Presence: 1.5, Frequency: 0.5, Counts: map[int32]int{3: 2, 17: 1, 42: 4, 100: 1}}},
 	} {
 		got, err := st.ChainSample(first, pos, draws, 42, n)
 		if err != nil {
@@ -288,6 +292,13 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 		}
 		// Replay the drawn tokens step by step and score them on the host.
 		tok, p := slices.Clone(first), slices.Clone(pos)
+		counts := make([]map[int32]int, len(draws)) // what the penalties count, drawn tokens included
+		for b, d := range draws {
+			counts[b] = maps.Clone(d.Counts)
+			if counts[b] == nil {
+				counts[b] = map[int32]int{}
+			}
+		}
 		for i, step := range got {
 			res, err := ref.Step([][]int32{tok[:1], tok[1:]}, [][]int32{p[:1], p[1:]}, []int32{0, 0})
 			if err != nil {
@@ -321,7 +332,12 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 					}
 					continue
 				}
-				lp := logSoftmax(logits, float64(d.Temperature))
+				adj := slices.Clone(logits)
+				for id, n := range counts[b] {
+					adj[id] -= float32(float64(d.Frequency)*float64(n) + float64(d.Presence))
+				}
+				counts[b][c.ID]++
+				lp := logSoftmax(adj, float64(d.Temperature))
 				kept := hostKept(lp, d)
 				if !slices.Contains(kept, c.ID) {
 					t.Errorf("%+v step %d: drew %d, which the host's cut (%d tokens) drops", d, i, c.ID, len(kept))
@@ -393,6 +409,7 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 		{"top-p above 1", []model.Draw{{}, {Temperature: 1, TopP: 1.5}}, "top-p 1.5"},
 		{"min-p NaN", []model.Draw{{}, {Temperature: 1, MinP: float32(math.NaN())}}, "min-p"},
 		{"too many alternatives", []model.Draw{{Top: model.MaxTop + 1}, {}}, "alternatives"},
+		{"penalty outside", []model.Draw{{}, {Temperature: 1, Frequency: 3}}, "penalties"},
 	} {
 		if _, err := st.ChainSample(first, pos, c.draws, 1, 1); err == nil || !strings.Contains(err.Error(), c.sub) {
 			t.Errorf("%s: error %v, want one saying %q", c.name, err, c.sub)
