@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -23,8 +24,27 @@ type Prefill struct {
 	Routes [][]int32   // per MoE layer, [T·K]
 }
 
+// prefills keeps RunPrefill's programs, one executor per backend and
+// options, each with a program per length: on XLA a compile takes seconds,
+// and the tests' references prefill again and again.
+type prefills struct {
+	mu    sync.Mutex
+	execs map[prefillKey]*prefillExec
+}
+
+type prefillKey struct {
+	backend compute.Backend
+	opts    string // the options, printed without their graph nodes
+}
+
+type prefillExec struct {
+	exec                   *gm.Exec
+	nTop, nHidden, nRoutes int // set when a program is built (the same for every length)
+}
+
 // RunPrefill runs Forward on ids (no cache) and copies the outputs out.
-// Only the boolean fields of opts apply.
+// Only the boolean fields of opts apply. It keeps each program it compiles
+// for later calls of the same length and options.
 func (m *Model) RunPrefill(backend compute.Backend, ids []int32, opts Options) (res *Prefill, err error) {
 	defer catch(&err, "prefill")
 	T := len(ids)
@@ -36,30 +56,46 @@ func (m *Model) RunPrefill(backend compute.Backend, ids []int32, opts Options) (
 			return nil, fmt.Errorf("prefill: token %d at position %d is outside the vocabulary [0, %d)", id, i, m.Config.VocabSize)
 		}
 	}
-	opts.Segments, opts.Routes = nil, nil
-	var nTop, nHidden, nRoutes int
-	exec, err := gm.NewExec(backend, m.Store, func(scope *gm.Scope, tokens, pos *graph.Node) []*graph.Node {
-		out := Forward(scope, m.Config, tokens, pos, nil, opts)
-		nTop, nHidden, nRoutes = len(out.TopK), len(out.Hidden), len(out.Routes)
-		outs := []*graph.Node{graph.ConvertDType(out.Logits, dtypes.Float32)}
-		outs = append(outs, out.TopK...)
-		for _, h := range out.Hidden {
-			outs = append(outs, graph.ConvertDType(h, dtypes.Float32))
+	opts.Segments, opts.Routes, opts.TokenMask, opts.LogitsAt = nil, nil, nil, nil
+	m.prefills.mu.Lock() // one prefill at a time: the program's counts are set while it builds
+	defer m.prefills.mu.Unlock()
+	key := prefillKey{backend, fmt.Sprintf("%+v", opts)}
+	p := m.prefills.execs[key]
+	if p == nil {
+		p = &prefillExec{}
+		p.exec, err = gm.NewExec(backend, m.Store, func(scope *gm.Scope, tokens, pos *graph.Node) []*graph.Node {
+			out := Forward(scope, m.Config, tokens, pos, nil, opts)
+			p.nTop, p.nHidden, p.nRoutes = len(out.TopK), len(out.Hidden), len(out.Routes)
+			outs := []*graph.Node{graph.ConvertDType(out.Logits, dtypes.Float32)}
+			outs = append(outs, out.TopK...)
+			for _, h := range out.Hidden {
+				outs = append(outs, graph.ConvertDType(h, dtypes.Float32))
+			}
+			return append(outs, out.Routes...)
+		})
+		if err != nil {
+			return nil, err
 		}
-		return append(outs, out.Routes...)
-	})
-	if err != nil {
-		return nil, err
+		p.exec.SetMaxCache(-1)
+		if m.prefills.execs == nil {
+			m.prefills.execs = map[prefillKey]*prefillExec{}
+		}
+		m.prefills.execs[key] = p
 	}
-	defer exec.Finalize()
 	pos := make([]int32, T)
 	for i := range pos {
 		pos[i] = int32(i)
 	}
-	outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(ids, 1, T), tensors.FromFlatDataAndDimensions(pos, 1, T))
+	outs, err := p.exec.Exec(tensors.FromFlatDataAndDimensions(ids, 1, T), tensors.FromFlatDataAndDimensions(pos, 1, T))
 	if err != nil {
 		return nil, err
 	}
+	nTop, nHidden, nRoutes := p.nTop, p.nHidden, p.nRoutes // set when the first program built
+	defer func(all []*tensors.Tensor) {
+		for _, t := range all {
+			t.FinalizeAll()
+		}
+	}(outs)
 	res = &Prefill{Logits: tensors.MustCopyFlatData[float32](outs[0])}
 	outs = outs[1:]
 	for _, t := range outs[:nTop] {

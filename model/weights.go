@@ -156,13 +156,15 @@ func (c *Config) Vars(withMTP bool) []Var {
 type Model struct {
 	Config *Config
 	Store  *gm.Store
+
+	prefills *prefills // RunPrefill's programs
 }
 
 // newModel makes an empty model whose weights will be held in dt.
 func newModel(cfg *Config, dt dtypes.DType) *Model {
 	st := gm.NewStore()
 	SetParamDType(st, dt)
-	return &Model{Config: cfg, Store: st}
+	return &Model{Config: cfg, Store: st, prefills: &prefills{}}
 }
 
 // NewRandom makes a model with freshly drawn weights (deterministic for a
