@@ -32,6 +32,9 @@ type prefills struct {
 	execs map[prefillKey]*prefillExec
 }
 
+// prefillsMade guards Model.prefills for models not made by newModel.
+var prefillsMade sync.Mutex
+
 type prefillKey struct {
 	backend compute.Backend
 	opts    string // the options, printed without their graph nodes
@@ -57,6 +60,11 @@ func (m *Model) RunPrefill(backend compute.Backend, ids []int32, opts Options) (
 		}
 	}
 	opts.Segments, opts.Routes, opts.TokenMask, opts.LogitsAt = nil, nil, nil, nil
+	prefillsMade.Lock()
+	if m.prefills == nil { // a Model not made by this package
+		m.prefills = &prefills{}
+	}
+	prefillsMade.Unlock()
 	m.prefills.mu.Lock() // one prefill at a time: the program's counts are set while it builds
 	defer m.prefills.mu.Unlock()
 	key := prefillKey{backend, fmt.Sprintf("%+v", opts)}
