@@ -12,14 +12,22 @@ import (
 // BenchmarkNextTurn times a conversation's next turn: 10 new tokens after a
 // 320-token history and a 3-token answer, the first new token only (what
 // prefix reuse saves is prefill), with the history taken from the cache and
-// prefilled again.
+// prefilled again; and, with one row that another conversation took
+// meanwhile ("row taken"), with the history taken back from the host
+// (Config.PrefixStore) and prefilled again.
 func BenchmarkNextTurn(b *testing.B) {
 	for _, c := range []struct {
 		name  string
-		reuse int
-	}{{"reuse", 0}, {"prefill", -1}} {
+		cfg   engine.Config
+		taken bool
+	}{
+		{"reuse", engine.Config{}, false},
+		{"prefill", engine.Config{PrefixReuse: -1}, false},
+		{"row taken/store", engine.Config{MaxBatch: 1}, true},
+		{"row taken/prefill", engine.Config{MaxBatch: 1, PrefixStore: -1}, true},
+	} {
 		b.Run(c.name, func(b *testing.B) {
-			e, fx := newEngine(b, engine.Config{PrefixReuse: c.reuse})
+			e, fx := newEngine(b, c.cfg)
 			var history []int32
 			for range 5 {
 				history = append(history, fx...)
@@ -34,42 +42,9 @@ func BenchmarkNextTurn(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				b.StopTimer()
 				first := gen(append(slices.Clone(history), int32(i%64)), 3) // a history of its own each time
-				next := append(append(slices.Clone(history), int32(i%64)), ids(first.Tokens)...)
-				next = append(next, fx[:10]...)
-				b.StartTimer()
-				gen(next, 1)
-			}
-		})
-	}
-}
-
-// BenchmarkTakingTurns times a conversation's next turn when another
-// conversation took its row meanwhile (one row, two conversations taking
-// turns): 10 new tokens after a 320-token history, the first new token
-// only, with the history taken back from the host (Config.PrefixStore) and
-// prefilled again.
-func BenchmarkTakingTurns(b *testing.B) {
-	for _, c := range []struct {
-		name  string
-		store int64
-	}{{"store", 0}, {"prefill", -1}} {
-		b.Run(c.name, func(b *testing.B) {
-			e, fx := newEngine(b, engine.Config{MaxBatch: 1, PrefixStore: c.store})
-			var history []int32
-			for range 5 {
-				history = append(history, fx...)
-			}
-			gen := func(prompt []int32, n int) *engine.Result {
-				res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, Params: engine.SampleParams{MaxTokens: n}}, nil)
-				if err != nil {
-					b.Fatal(err)
+				if c.taken {
+					gen(fx[i%32:i%32+20], 1) // another conversation takes the row
 				}
-				return res
-			}
-			for i := 0; b.Loop(); i++ {
-				b.StopTimer()
-				first := gen(append(slices.Clone(history), int32(i%64)), 3) // a history of its own each time
-				gen(fx[i%32:i%32+20], 1)                                    // another conversation takes the row
 				next := append(append(slices.Clone(history), int32(i%64)), ids(first.Tokens)...)
 				next = append(next, fx[:10]...)
 				b.StartTimer()
