@@ -278,6 +278,9 @@ func (s *scheduler) admit() error {
 		if model.CacheBytes(s.e.m, rows, capacity) > s.e.cfg.MemoryBudget {
 			if s.running() == 0 {
 				// Alone it fits one row (checked on submission): shrink first.
+				if err := s.keepBeyond(1, capacityBucket(q.need)); err != nil {
+					return err
+				}
 				if err := s.resize(1, capacityBucket(q.need)); err != nil {
 					return err
 				}
@@ -420,6 +423,19 @@ func (s *scheduler) keep(i int, next *seq) error {
 	return nil
 }
 
+// keepBeyond keeps, before the caches shrink to rows × capacity, what the
+// free rows that go and the slots that go hold.
+func (s *scheduler) keepBeyond(rows, capacity int) error {
+	for i := range s.rows {
+		if i >= rows || len(s.left[i].tokens) > capacity {
+			if err := s.keep(i, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // lead makes q, just placed and given no cached prefix, follow the
 // prefilling row whose prompt shares the longest prefix with q's (at least
 // Config.PrefixReuse tokens, not fed yet): q feeds nothing until that row
@@ -552,14 +568,9 @@ func (s *scheduler) shrink() error {
 		s.rows[to], s.rows[i], q.row = q, nil, to
 		s.left[to], s.left[i] = cached{}, cached{}
 	}
-	// What the rows and slots that go hold is kept first.
 	capacity = max(capacity, minCapacity)
-	for i := range s.rows {
-		if i >= rows || len(s.left[i].tokens) > capacity {
-			if err := s.keep(i, nil); err != nil {
-				return err
-			}
-		}
+	if err := s.keepBeyond(rows, capacity); err != nil {
+		return err
 	}
 	return s.resize(rows, capacity)
 }
