@@ -24,12 +24,11 @@ type Config struct {
 	MixedTokens  int
 	MemoryBudget int64 // bytes the caches may take (default 4 GiB); larger requests are refused
 	// ChainSteps is how many decode steps run back to back on the device
-	// (model.Stepper.Chain, ChainSample) while every running request's
-	// tokens can be drawn there (default 8; -1 turns chains off). That is
-	// greedy decoding, and sampling without a seed (temperature, penalties,
-	// top-k, min-p, top-p), with or without log-probabilities and
-	// alternatives (computed on the device in float32), in both cases
-	// without RL's records (routes, kept sets).
+	// (model.Stepper.Chain, ChainSample) while no running request records
+	// routes or kept sets for RL (default 8; -1 turns chains off): greedy
+	// decoding and sampling (seeds, penalties, temperature, top-k, min-p,
+	// top-p), with or without log-probabilities and alternatives (computed
+	// on the device in float32).
 	// No token crosses to the host between the steps; new requests and
 	// cancellations wait for the chain's end.
 	ChainSteps int

@@ -21,7 +21,7 @@ type SampleParams struct {
 	MinP             float64 // keep tokens with p ≥ MinP·p_max (0: off)
 	PresencePenalty  float64 // subtracted from the logit of every token generated so far
 	FrequencyPenalty float64 // times the count of each token generated so far
-	Seed             uint64  // with HasSeed: same seed and request → same tokens (unseeded draws may come from the device)
+	Seed             uint64  // with HasSeed: same seed and request → same tokens, drawn on the device or here (model.SeededGumbel)
 	HasSeed          bool
 	MaxTokens        int       // tokens to generate (0: up to the context)
 	StopTokens       []int32   // finish when one of these is generated (it is kept in the output)
@@ -87,6 +87,7 @@ type sampler struct {
 	p      SampleParams
 	rng    *rand.Rand
 	counts map[int32]int // generated tokens so far, for penalties
+	drawn  int           // tokens drawn so far: the index of a seeded draw's noise
 	kept   bool          // record kept sets
 	// scratch, reused from token to token
 	order   []int32   // truncation candidates
@@ -265,19 +266,13 @@ func logSoftmaxExp(dst, ex []float64, x []float32, temp float64) (lp, e []float6
 }
 
 // next draws the next token from logits [V].
-// onDevice reports whether the device may draw this sampler's tokens
-// (model.Stepper.Chain, ChainSample): greedy decoding; or, for a request
-// without a seed, sampling with temperature, penalties, top-k, min-p and
-// top-p, which the device draws from the same distribution but with its
-// own random stream. A seed promises the same tokens for the same request,
-// whatever else runs, so seeded requests are always drawn here. The device
+// draw is how the device draws this sampler's tokens (model.Stepper.Chain,
+// ChainSample): greedy decoding, or sampling with temperature, penalties,
+// top-k, min-p and top-p from the same distribution as here. Unseeded
+// draws take the device's random stream; seeded ones the seed's noise, as
+// here, so a seed gives the same tokens whichever draws them. The device
 // reports each token's log-probability (Logprobs) and the likeliest
 // alternatives (TopLogprobs), in float32.
-func (s *sampler) onDevice() bool {
-	return s.p.Temperature == 0 || !s.p.HasSeed
-}
-
-// draw is how the device draws this sampler's tokens (see onDevice).
 func (s *sampler) draw() model.Draw {
 	if s.p.Temperature == 0 {
 		return model.Draw{Top: s.p.TopLogprobs}
@@ -287,6 +282,9 @@ func (s *sampler) draw() model.Draw {
 	if d.Presence != 0 || d.Frequency != 0 {
 		d.Counts = s.counts // read while the chain is made, before take adds its tokens
 	}
+	if s.p.HasSeed {
+		d.Seeded, d.Seed, d.Drawn = true, s.p.Seed, s.drawn
+	}
 	return d
 }
 
@@ -295,7 +293,7 @@ func (s *sampler) draw() model.Draw {
 // device.
 func (s *sampler) wantsLogprob() bool { return s.p.Logprobs || s.p.TopLogprobs > 0 }
 
-// take records a token the device drew (see onDevice), as next would have:
+// take records a token the device drew (see draw), as next would have:
 // a greedy token carries its log-probability only when asked.
 func (s *sampler) take(t Token) Token {
 	if s.p.Temperature == 0 {
@@ -305,6 +303,7 @@ func (s *sampler) take(t Token) Token {
 		}
 	}
 	s.counts[t.ID]++
+	s.drawn++
 	return t
 }
 
@@ -333,6 +332,7 @@ func (s *sampler) next(logits []float32) Token {
 			tok.Top = topN(s.model, k)
 		}
 		s.counts[tok.ID]++
+		s.drawn++
 		return tok
 	}
 	if s.modelEx == nil {
@@ -392,14 +392,19 @@ func (s *sampler) next(logits []float32) Token {
 	}) {
 		z += part
 	}
-	u := s.rng.Float64() * z
-	choice := kept[len(kept)-1]
-	var acc float64
-	for j, id := range kept {
-		acc += s.ex[j]
-		if u < acc {
-			choice = id
-			break
+	var choice int32
+	if s.p.HasSeed {
+		choice = s.seededChoice(kept, lp)
+	} else {
+		u := s.rng.Float64() * z
+		choice = kept[len(kept)-1]
+		var acc float64
+		for j, id := range kept {
+			acc += s.ex[j]
+			if u < acc {
+				choice = id
+				break
+			}
 		}
 	}
 	tok.ID = choice
@@ -410,7 +415,40 @@ func (s *sampler) next(logits []float32) Token {
 		slices.Sort(tok.Kept)
 	}
 	s.counts[choice]++
+	s.drawn++
 	return tok
+}
+
+// seededChoice draws a seeded request's token from kept, given the
+// log-probabilities lp: the Gumbel-max with the seed's noise for this draw
+// (model.SeededGumbel), in float32 as the device draws it, so that a
+// seeded request gets the same tokens in chains on the device and in steps
+// here (but where two scores are within float32 rounding).
+func (s *sampler) seededChoice(kept []int32, lp []float64) int32 {
+	key, t := model.SeedKey(s.p.Seed), uint32(s.drawn)
+	type best struct {
+		id    int32
+		score float32
+	}
+	n := len(kept)
+	parts := make([]best, (n+vocabChunk-1)/vocabChunk)
+	chunked(n, func(lo, hi int) float64 {
+		b := best{-1, float32(math.Inf(-1))}
+		for _, id := range kept[lo:hi] {
+			if v := float32(lp[id]) + model.SeededGumbel(key, t, id); v > b.score || b.id < 0 {
+				b = best{id, v}
+			}
+		}
+		parts[lo/vocabChunk] = b
+		return 0
+	})
+	b := parts[0]
+	for _, p := range parts[1:] {
+		if p.score > b.score {
+			b = p
+		}
+	}
+	return b.id
 }
 
 // topN returns the n largest log-probabilities (ties: lower id first).

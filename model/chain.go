@@ -202,9 +202,9 @@ func (s *Stepper) greedyLoop(scope *gm.Scope, in []*graph.Node, n int) []*graph.
 		})
 }
 
-// sampledLoop: in = state [rows, 2], draws [rows, 6], RNG state, counts
-// [rows, V] if penalized, caches… → caches…, drawn [n, rows, 3 + 2·top]:
-// n sampleSteps in one device loop.
+// sampledLoop: in = state [rows, 2], draws [rows, 7], RNG state, counts
+// [rows, V] if penalized, keys [rows, 2] if seeded, caches… → caches…,
+// drawn [n, rows, 3 + 2·top]: n sampleSteps in one device loop.
 func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, kind sampleKind) []*graph.Node {
 	rows := in[0].Shape().Dim(0)
 	return s.deviceLoop(scope, in, kind.carried(), n, shapes.Make(dtypes.Float32, rows, 3+2*kind.top),
@@ -214,9 +214,7 @@ func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, kind sam
 			// The draws stay as they are; the state, the generator and the
 			// counts move on.
 			next := []*graph.Node{outs[nc], carried[1], outs[nc+1]}
-			if kind.penalized {
-				next = append(next, outs[nc+2])
-			}
+			next = append(next, outs[nc+2:len(outs)-1]...) // counts and keys, as carried
 			return outs[:nc], next, outs[len(outs)-1]
 		})
 }
@@ -419,28 +417,46 @@ type Draw struct {
 	// Frequency·count + Presence for each, as OpenAI's penalties.
 	Presence, Frequency float32
 	Counts              map[int32]int
+	// Seeded draws take their noise from Seed and the index of the token
+	// (Drawn, the tokens the request drew before the chain) instead of the
+	// chain's generator: the same tokens as the host's seeded sampler
+	// (SeededGumbel), whatever else runs.
+	Seeded bool
+	Seed   uint64
+	Drawn  int
 }
 
 // penalises reports whether the row's draws are penalised.
 func (d Draw) penalises() bool { return d.Temperature > 0 && (d.Presence != 0 || d.Frequency != 0) }
 
+// seeded reports whether the row's noise comes from its seed.
+func (d Draw) seeded() bool { return d.Temperature > 0 && d.Seeded }
+
 // sampleKind is what a ChainSample program is made for: truncated draws
-// (top-k, min-p, top-p), alternatives to report (top), penalties.
+// (top-k, min-p, top-p), alternatives to report (top), penalties, seeds.
 type sampleKind struct {
 	truncated bool
 	top       int
 	penalized bool
+	seeded    bool
 }
 
-func (k sampleKind) String() string { return fmt.Sprintf("%t/%d/%t", k.truncated, k.top, k.penalized) }
+func (k sampleKind) String() string {
+	return fmt.Sprintf("%t/%d/%t/%t", k.truncated, k.top, k.penalized, k.seeded)
+}
 
-// carried is how many values a step of this kind carries to the next:
-// the state, the draws, the generator and, penalized, the counts.
+// carried is how many values a step of this kind carries to the next: the
+// state, the draws, the generator, then the counts if penalized and the
+// seeds' keys and draw indices if seeded.
 func (k sampleKind) carried() int {
+	n := 3
 	if k.penalized {
-		return 4
+		n++
 	}
-	return 3
+	if k.seeded {
+		n++
+	}
+	return n
 }
 
 func (d Draw) truncates() bool {
@@ -459,7 +475,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 		return nil, fmt.Errorf("%d draws for %d rows", len(draws), s.rows)
 	}
 	var kind sampleKind
-	params := make([]float32, 0, 6*s.rows) // [rows, 6]: temperature, top-k, min-p, top-p, presence, frequency
+	params := make([]float32, 0, 7*s.rows) // [rows, 7]: temperature, top-k, min-p, top-p, presence, frequency, seeded
 	for b, d := range draws {
 		switch {
 		case !(d.Temperature >= 0) || d.Temperature > 100:
@@ -480,7 +496,12 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 		}
 		kind.truncated = kind.truncated || d.truncates()
 		kind.penalized = kind.penalized || d.penalises()
-		params = append(params, d.Temperature, float32(min(d.TopK, s.m.Config.VocabSize)), d.MinP, d.TopP, d.Presence, d.Frequency)
+		kind.seeded = kind.seeded || d.seeded()
+		seeded := float32(0)
+		if d.seeded() {
+			seeded = 1
+		}
+		params = append(params, d.Temperature, float32(min(d.TopK, s.m.Config.VocabSize)), d.MinP, d.TopP, d.Presence, d.Frequency, seeded)
 	}
 	if err := s.chainCheck(tokens, pos, n); err != nil {
 		return nil, err
@@ -500,7 +521,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	if err != nil {
 		return nil, err
 	}
-	how := tensors.FromFlatDataAndDimensions(params, s.rows, 6)
+	how := tensors.FromFlatDataAndDimensions(params, s.rows, 7)
 	defer how.FinalizeAll()
 	// The values the steps carry: state, draws, generator, counts.
 	carried := []*tensors.Tensor{chainState(tokens, pos), how, rng}
@@ -515,6 +536,13 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 			}
 		}
 		carried = append(carried, tensors.FromFlatDataAndDimensions(counts, s.rows, V))
+	}
+	if kind.seeded {
+		keys := make([]uint32, 2*s.rows) // [rows, 2]: key, index of the next draw
+		for b, d := range draws {
+			keys[2*b], keys[2*b+1] = SeedKey(d.Seed), uint32(d.Drawn)
+		}
+		carried = append(carried, tensors.FromFlatDataAndDimensions(keys, s.rows, 2))
 	}
 	defer func() {
 		for i, t := range carried {
@@ -542,7 +570,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 		for j, t := range carried {
 			args[j] = t
 		}
-		outs, err := s.execDonating(exec, args...) // state', generator', counts'…, drawn
+		outs, err := s.execDonating(exec, args...) // the carried values (but the draws), then drawn
 		if err != nil {
 			return nil, err
 		}
@@ -551,9 +579,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 			drawn.FinalizeAll()
 		}
 		next := []*tensors.Tensor{outs[0], how, outs[1]}
-		if kind.penalized {
-			next = append(next, outs[2])
-		}
+		next = append(next, outs[2:len(outs)-1]...) // counts and keys, as carried
 		for j, t := range carried {
 			if j != 1 {
 				t.FinalizeAll()
@@ -564,10 +590,11 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 	return append(out, chainDrawn(drawn, draws)), nil
 }
 
-// sampleStep: in = state [rows, 2], draws [rows, 6] (temperature, top-k,
-// min-p, top-p, presence and frequency penalties), RNG state, counts [rows,
-// V] (penalized only), caches… → caches…, state', RNG state', counts'
-// (penalized only), drawn [rows, 3 + 2·top] (id, logprob, sample logprob,
+// sampleStep: in = state [rows, 2], draws [rows, 7] (temperature, top-k,
+// min-p, top-p, presence and frequency penalties, seeded), RNG state,
+// counts [rows, V] (penalized only), keys [rows, 2] uint32 (seeded only:
+// key, index of the draw), caches… → caches…, state', RNG state', counts',
+// keys' (as in), drawn [rows, 3 + 2·top] (id, logprob, sample logprob,
 // then top pairs of id and logprob of the likeliest tokens; as float32: ids
 // are exact below 2²⁴). With truncated, each row keeps only what its
 // top-k, min-p and top-p leave; without, nothing is cut.
@@ -594,7 +621,15 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind)
 	lp := graph.LogSoftmax(graph.Div(adj, graph.Where(sampling, temp, graph.OnesLike(temp))), -1) // [B, V] tempered
 	rng, u := graph.RandomUniform(rng, shapes.Make(dtypes.Float32, B, V))                         // [B, V] in [0, 1)
 	gumbel := graph.Neg(graph.Log(graph.Neg(graph.Log(u))))                                       // u = 0 gives −∞: never drawn
-	var drawnID, sampleLP *graph.Node                                                             // [B]
+	var keys *graph.Node
+	if kind.seeded {
+		keys = in[kind.carried()-1] // [B, 2]
+		key := graph.Reshape(graph.Slice(keys, graph.AxisRange(), graph.AxisElem(0)), B)
+		t := graph.Reshape(graph.Slice(keys, graph.AxisRange(), graph.AxisElem(1)), B)
+		seeded := graph.GreaterThan(param(6), graph.ScalarZero(g, dtypes.Float32)) // [B, 1]
+		gumbel = graph.Where(graph.BroadcastToDims(seeded, B, V), seededGumbel(key, t, V), gumbel)
+	}
+	var drawnID, sampleLP *graph.Node // [B]
 	if !truncated {
 		drawnID = graph.ArgMax(graph.Add(lp, gumbel), -1, dtypes.Int32)
 		sampleLP = graph.ReduceSum(graph.Mul(lp, graph.OneHot(drawnID, V, dtypes.Float32)), -1)
@@ -606,7 +641,12 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind)
 		sorted, order := graph.TopK(lp, V, -1) // [B, V] descending, ties: lower id first
 		kept := keptMask(sorted, param(1), param(2), param(3))
 		masked := graph.Where(kept, sorted, graph.Infinity(g, dtypes.Float32, -1)) // [B, V]
-		at := graph.ArgMax(graph.Add(masked, gumbel), -1, dtypes.Int32)            // [B]: a rank
+		if kind.seeded {
+			// Seeded noise belongs to token ids: put it in rank order too.
+			rows := graph.Iota(g, shapes.Make(dtypes.Int32, B, V, 1), 0)
+			gumbel = graph.Gather(gumbel, graph.Concatenate([]*graph.Node{rows, graph.ExpandAxes(graph.ConvertDType(order, dtypes.Int32), -1)}, -1))
+		}
+		at := graph.ArgMax(graph.Add(masked, gumbel), -1, dtypes.Int32) // [B]: a rank
 		pick := graph.OneHot(at, V, dtypes.Float32)
 		drawnID = graph.ConvertDType(graph.ReduceSum(graph.Mul(graph.ConvertDType(order, dtypes.Float32), pick), -1), dtypes.Int32)
 		z := logSumExp(masked) // log of the kept mass
@@ -624,6 +664,10 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind)
 	outs := append(flatCaches(cache), next, rng)
 	if kind.penalized {
 		outs = append(outs, graph.Add(counts, graph.OneHot(id, V, dtypes.Float32))) // the drawn token counts from the next step on
+	}
+	if kind.seeded {
+		step := graph.Concatenate([]*graph.Node{graph.Zeros(g, shapes.Make(dtypes.Uint32, B, 1)), graph.Ones(g, shapes.Make(dtypes.Uint32, B, 1))}, 1)
+		outs = append(outs, graph.Add(keys, step)) // the next draw's index
 	}
 	return append(outs, drawn)
 }

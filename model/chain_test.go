@@ -281,6 +281,8 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 		// Penalties, with counts from before the chain; the greedy row ignores them.
 		{{Presence: 1, Frequency: 2, Counts: map[int32]int{5: 3}},
 			{Temperature: 0.9, TopK: 50, Presence: 1.5, Frequency: 0.5, Counts: map[int32]int{3: 2, 17: 1, 42: 4, 100: 1}}},
+		// Seeded draws: the tokens are the host's, from the seed's noise.
+		{{Temperature: 1, Seeded: true, Seed: 7, Drawn: 3}, {Temperature: 0.7, TopK: 40, TopP: 0.8, Seeded: true, Seed: 1 << 40}},
 	} {
 		got, err := st.ChainSample(first, pos, draws, 42, n)
 		if err != nil {
@@ -349,6 +351,17 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 				}
 				if want := lp[c.ID] - math.Log(z); math.Abs(float64(c.SampleLogprob)-want) > 1e-4 {
 					t.Errorf("%+v step %d: sample logprob %g, host %g", d, i, c.SampleLogprob, want)
+				}
+				if d.Seeded {
+					want, best := int32(-1), float32(math.Inf(-1))
+					for _, id := range kept {
+						if v := float32(lp[id]) + model.SeededGumbel(model.SeedKey(d.Seed), uint32(d.Drawn+i), id); v > best {
+							want, best = id, v
+						}
+					}
+					if c.ID != want {
+						t.Errorf("%+v step %d: drew %d, the seed's noise gives %d", d, i, c.ID, want)
+					}
 				}
 			}
 			tok = []int32{step[0].ID, step[1].ID}
