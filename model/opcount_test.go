@@ -289,7 +289,9 @@ func TestLoopStepsGraph(t *testing.T) {
 			func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.greedyLoop(scope, in, n) },
 			shapes.Make(dtypes.Int32, n, rows, 1)},
 		{"sampled, truncated", []shapes.Shape{state, shapes.Make(dtypes.Float32, rows, 7), graph.RNGStateShape},
-			func(scope *gm.Scope, in []*graph.Node) []*graph.Node { return s.sampledLoop(scope, in, n, sampleKind{truncated: true}) },
+			func(scope *gm.Scope, in []*graph.Node) []*graph.Node {
+				return s.sampledLoop(scope, in, n, sampleKind{truncated: true})
+			},
 			shapes.Make(dtypes.Float32, n, rows, 3)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
