@@ -372,12 +372,14 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 	// Row 1's first draw over many seeds, against the kept distribution, at
 	// settings that make a few tokens likely (the tiny model's logits are
 	// nearly flat): the frequencies of tokens with p ≥ 0.01 within 4.5
-	// standard deviations, and nothing outside the cut.
+	// standard deviations, and nothing outside the cut. Seeded draws too,
+	// whose noise is the seed's hash rather than the generator's.
 	res, err := ref.Step([][]int32{first[:1], first[1:]}, [][]int32{pos[:1], pos[1:]}, []int32{0, 0})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []model.Draw{{Temperature: 0.05}, {Temperature: 0.1, TopK: 3}, {Temperature: 0.2, TopP: 0.6}} {
+	for _, d := range []model.Draw{{Temperature: 0.05}, {Temperature: 0.1, TopK: 3}, {Temperature: 0.2, TopP: 0.6},
+		{Temperature: 0.05, Seeded: true}, {Temperature: 0.2, TopP: 0.6, Seeded: true}} {
 		lp := logSoftmax(res.Logits[V:], float64(d.Temperature))
 		kept := hostKept(lp, d)
 		var z float64
@@ -387,6 +389,7 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 		const draws = 500
 		counts := map[int32]int{}
 		for seed := range int64(draws) {
+			d.Seed = uint64(seed) * 0x9e3779b97f4a7c15 // for seeded draws; the chain's seed for the others
 			got, err := st.ChainSample(first, pos, []model.Draw{{}, d}, seed, 1)
 			if err != nil {
 				t.Fatal(err)
