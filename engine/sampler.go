@@ -430,12 +430,26 @@ func (s *sampler) seededChoice(kept []int32, lp []float64) int32 {
 		id    int32
 		score float32
 	}
+	// The likeliest token's score is a floor for the winner's; the noise is
+	// at most model.MaxSeededGumbel, so tokens less likely than that floor
+	// by more cannot win and need no noise: most of a peaked distribution.
+	top := kept[0]
+	for _, id := range kept {
+		if lp[id] > lp[top] {
+			top = id
+		}
+	}
+	floor := float32(lp[top]) + model.SeededGumbel(key, t, top)
 	n := len(kept)
 	parts := make([]best, (n+vocabChunk-1)/vocabChunk)
 	chunked(n, func(lo, hi int) float64 {
-		b := best{-1, float32(math.Inf(-1))}
+		b := best{top, floor}
 		for _, id := range kept[lo:hi] {
-			if v := float32(lp[id]) + model.SeededGumbel(key, t, id); v > b.score || b.id < 0 {
+			l := float32(lp[id])
+			if l+model.MaxSeededGumbel < b.score {
+				continue
+			}
+			if v := l + model.SeededGumbel(key, t, id); v > b.score || (v == b.score && id < b.id) {
 				b = best{id, v}
 			}
 		}
@@ -444,7 +458,7 @@ func (s *sampler) seededChoice(kept []int32, lp []float64) int32 {
 	})
 	b := parts[0]
 	for _, p := range parts[1:] {
-		if p.score > b.score {
+		if p.score > b.score || (p.score == b.score && p.id < b.id) {
 			b = p
 		}
 	}

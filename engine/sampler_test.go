@@ -32,6 +32,7 @@ func BenchmarkSamplerNext(b *testing.B) {
 	}{
 		{"greedy", SampleParams{}},
 		{"temperature", SampleParams{Temperature: 1}},
+		{"temperature, seeded", SampleParams{Temperature: 1, Seed: 1, HasSeed: true}},
 		{"top-p 0.95", SampleParams{Temperature: 1, TopP: 0.95}},
 		{"top-k 40 top-p 0.9", SampleParams{Temperature: 0.8, TopK: 40, TopP: 0.9}},
 		{"min-p 0.05", SampleParams{Temperature: 1, MinP: 0.05}},

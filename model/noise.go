@@ -26,6 +26,9 @@ func SeededGumbel(key, t uint32, id int32) float32 {
 	return -float32(math.Log(float64(-float32(math.Log(float64(u))))))
 }
 
+// MaxSeededGumbel bounds SeededGumbel: its uniform is at most 1 − 2⁻²⁵.
+const MaxSeededGumbel = 17.4
+
 // fmix32 is MurmurHash3's finaliser: every input bit reaches every output bit.
 func fmix32(x uint32) uint32 {
 	x ^= x >> 16
