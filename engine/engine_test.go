@@ -988,3 +988,35 @@ func TestPrefixReuseKeepsLeftovers(t *testing.T) {
 		t.Errorf("%d prompt tokens reused by the next turns, want %d (both histories)", reused, want)
 	}
 }
+
+// TestRecordKeptChains: a request that records kept sets chains when its
+// draws do not truncate (they keep every token and record nothing), and
+// steps from the host when they do.
+func TestRecordKeptChains(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		p       engine.SampleParams
+		chained bool
+	}{
+		{"untruncated", engine.SampleParams{MaxTokens: 9, Temperature: 1}, true},
+		{"top-p", engine.SampleParams{MaxTokens: 9, Temperature: 1, TopP: 0.5}, false},
+	} {
+		e, fx := newEngine(t, engine.Config{ChainSteps: 4})
+		res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:10], Params: c.p, RecordKept: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chained := e.Stats().ChainedSteps > 0; chained != c.chained {
+			t.Errorf("%s: chained %v, want %v", c.name, chained, c.chained)
+		}
+		recorded := 0
+		for _, tk := range res.Tokens {
+			if len(tk.Kept) > 0 {
+				recorded++
+			}
+		}
+		if c.chained && recorded != 0 || !c.chained && recorded != len(res.Tokens) {
+			t.Errorf("%s: %d of %d tokens carry kept sets", c.name, recorded, len(res.Tokens))
+		}
+	}
+}

@@ -753,8 +753,9 @@ func (s *scheduler) decode() error {
 }
 
 // chainable returns how many steps may run back to back on the device now
-// (0 or 1: none): no running request records routes or kept sets (RL's
-// records, which the device does not report), and no row's chain would pass
+// (0 or 1: none): no running request records routes or kept sets of a
+// truncated draw (RL's records, which the device does not report; an
+// untruncated draw keeps everything and records nothing), and no row's chain would pass
 // its token budget or the cache. Requests still waiting after admit wait for
 // a row or for memory, which only a finishing request frees; the budget cap
 // means none finishes by length inside a chain, so only a stop token can
@@ -768,7 +769,7 @@ func (s *scheduler) chainable() int {
 		if q == nil {
 			continue
 		}
-		if q.prefilling() || q.req.RecordRoutes || q.req.RecordKept {
+		if q.prefilling() || q.req.RecordRoutes || (q.req.RecordKept && q.sampler.p.truncates()) {
 			return 0
 		}
 		// The chain's last step writes position fed+k−1 and yields the
