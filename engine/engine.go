@@ -25,10 +25,10 @@ type Config struct {
 	MemoryBudget int64 // bytes the caches may take (default 4 GiB); larger requests are refused
 	// ChainSteps is how many decode steps run back to back on the device
 	// (model.Stepper.Chain, ChainSample) while no running request records
-	// routes or kept sets for RL (default 8; -1 turns chains off): greedy
-	// decoding and sampling (seeds, penalties, temperature, top-k, min-p,
-	// top-p), with or without log-probabilities and alternatives (computed
-	// on the device in float32).
+	// kept sets of truncated draws for RL (default 8; -1 turns chains off):
+	// greedy decoding and sampling (seeds, penalties, temperature, top-k,
+	// min-p, top-p), with or without log-probabilities, alternatives
+	// (computed on the device in float32) and recorded routes.
 	// No token crosses to the host between the steps; new requests and
 	// cancellations wait for the chain's end.
 	ChainSteps int

@@ -753,9 +753,9 @@ func (s *scheduler) decode() error {
 }
 
 // chainable returns how many steps may run back to back on the device now
-// (0 or 1: none): no running request records routes or kept sets of a
-// truncated draw (RL's records, which the device does not report; an
-// untruncated draw keeps everything and records nothing), and no row's chain would pass
+// (0 or 1: none): no running request records the kept sets of truncated
+// draws (which the device does not report; an untruncated draw keeps
+// everything and records nothing), and no row's chain would pass
 // its token budget or the cache. Requests still waiting after admit wait for
 // a row or for memory, which only a finishing request frees; the budget cap
 // means none finishes by length inside a chain, so only a stop token can
@@ -769,7 +769,7 @@ func (s *scheduler) chainable() int {
 		if q == nil {
 			continue
 		}
-		if q.prefilling() || q.req.RecordRoutes || (q.req.RecordKept && q.sampler.p.truncates()) {
+		if q.prefilling() || (q.req.RecordKept && q.sampler.p.truncates()) {
 			return 0
 		}
 		// The chain's last step writes position fed+k−1 and yields the
@@ -810,9 +810,11 @@ func (s *scheduler) chain(k int) error {
 		}
 		tokens[i], pos[i] = q.tokens[q.fed], int32(q.fed)
 		draws[i] = q.sampler.draw()
-		sampled = sampled || draws[i].Temperature > 0 || q.sampler.wantsLogprob()
+		draws[i].Routes = q.req.RecordRoutes
+		sampled = sampled || draws[i].Temperature > 0 || q.sampler.wantsLogprob() || q.req.RecordRoutes
 	}
 	var ids [][]Token
+	var routes [][][][]int32 // [step][row]: the routes of the position the row fed
 	looped := s.st.LoopedSteps()
 	if sampled {
 		drawn, err := s.st.ChainSample(tokens, pos, draws, int64(s.e.seed.Add(0x9e3779b97f4a7c15)), k)
@@ -821,13 +823,16 @@ func (s *scheduler) chain(k int) error {
 		}
 		for _, step := range drawn {
 			row := make([]Token, B)
+			fed := make([][][]int32, B)
 			for b, d := range step {
 				row[b] = Token{ID: d.ID, Logprob: d.Logprob, SampleLogprob: d.SampleLogprob}
 				for _, a := range d.Top {
 					row[b].Top = append(row[b].Top, TokenLogprob{ID: a.ID, Logprob: a.Logprob})
 				}
+				fed[b] = d.Routes
 			}
 			ids = append(ids, row)
+			routes = append(routes, fed)
 		}
 	} else {
 		greedy, err := s.st.Chain(tokens, pos, k)
@@ -846,10 +851,13 @@ func (s *scheduler) chain(k int) error {
 	s.e.stats.chained.Add(int64(k))
 	s.e.stats.looped.Add(s.st.LoopedSteps() - looped)
 	rows := slices.Clone(s.rows)
-	for _, step := range ids {
+	for j, step := range ids {
 		for i, q := range rows {
 			if q == nil || s.rows[i] != q || q.ctx.Err() != nil {
 				continue // free, finished earlier in the chain, or cancelled (dropped next)
+			}
+			if q.req.RecordRoutes {
+				q.routes = append(q.routes, routes[j][i])
 			}
 			q.fed++
 			s.accept(q, q.sampler.take(step[i]))

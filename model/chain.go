@@ -185,7 +185,7 @@ func (s *Stepper) sampleLoop(carried []*tensors.Tensor, draws []Draw, kind sampl
 	out = make([][]ChainToken, n)
 	step := len(drawn) / n
 	for i := range out {
-		out[i] = chainTokensDrawn(drawn[i*step:(i+1)*step], draws)
+		out[i] = s.chainTokensDrawn(drawn[i*step:(i+1)*step], draws, kind)
 	}
 	return out, true, nil
 }
@@ -207,7 +207,7 @@ func (s *Stepper) greedyLoop(scope *gm.Scope, in []*graph.Node, n int) []*graph.
 // drawn [n, rows, 3 + 2·top]: n sampleSteps in one device loop.
 func (s *Stepper) sampledLoop(scope *gm.Scope, in []*graph.Node, n int, kind sampleKind) []*graph.Node {
 	rows := in[0].Shape().Dim(0)
-	return s.deviceLoop(scope, in, kind.carried(), n, shapes.Make(dtypes.Float32, rows, 3+2*kind.top),
+	return s.deviceLoop(scope, in, kind.carried(), n, shapes.Make(dtypes.Float32, rows, s.drawnWidth(kind)),
 		func(scope *gm.Scope, carried, caches []*graph.Node) ([]*graph.Node, []*graph.Node, *graph.Node) {
 			outs := s.sampleStep(scope, append(carried, caches...), kind)
 			nc := len(caches)
@@ -393,6 +393,9 @@ type ChainToken struct {
 	// Top are the row's Draw.Top likeliest tokens under the model's
 	// distribution, in descending order (ties: lower id first).
 	Top []Alternative
+	// Routes[l] are the K experts MoE layer l routed the step's input token
+	// (the one fed, not ID) to, with Draw.Routes.
+	Routes [][]int32
 }
 
 // Alternative is one of the likeliest tokens at a step (ChainToken.Top).
@@ -424,6 +427,8 @@ type Draw struct {
 	Seeded bool
 	Seed   uint64
 	Drawn  int
+	// Routes asks for each step's routed expert ids (ChainToken.Routes).
+	Routes bool
 }
 
 // penalises reports whether the row's draws are penalised.
@@ -439,10 +444,11 @@ type sampleKind struct {
 	top       int
 	penalized bool
 	seeded    bool
+	routes    bool
 }
 
 func (k sampleKind) String() string {
-	return fmt.Sprintf("%t/%d/%t/%t", k.truncated, k.top, k.penalized, k.seeded)
+	return fmt.Sprintf("%t/%d/%t/%t/%t", k.truncated, k.top, k.penalized, k.seeded, k.routes)
 }
 
 // carried is how many values a step of this kind carries to the next: the
@@ -497,6 +503,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 		kind.truncated = kind.truncated || d.truncates()
 		kind.penalized = kind.penalized || d.penalises()
 		kind.seeded = kind.seeded || d.seeded()
+		kind.routes = kind.routes || d.Routes
 		seeded := float32(0)
 		if d.seeded() {
 			seeded = 1
@@ -575,7 +582,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 			return nil, err
 		}
 		if i > 0 { // step i-1's tokens, read while step i runs
-			out = append(out, chainDrawn(drawn, draws))
+			out = append(out, s.chainDrawn(drawn, draws, kind))
 			drawn.FinalizeAll()
 		}
 		next := []*tensors.Tensor{outs[0], how, outs[1]}
@@ -587,7 +594,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 		}
 		carried, drawn = next, outs[len(outs)-1]
 	}
-	return append(out, chainDrawn(drawn, draws)), nil
+	return append(out, s.chainDrawn(drawn, draws, kind)), nil
 }
 
 // sampleStep: in = state [rows, 2], draws [rows, 7] (temperature, top-k,
@@ -661,6 +668,12 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind)
 	cols := []*graph.Node{graph.ConvertDType(id, dtypes.Float32), logprob, sampleLP}
 	cols = append(cols, likeliest(own, top)...)
 	drawn := graph.Stack(cols, 1) // [B, 3 + 2·top]
+	if kind.routes && len(res) > 1 {
+		routes := res[1] // [L_moe, B, 1, K]
+		L, K := routes.Shape().Dim(0), routes.Shape().Dim(3)
+		flat := graph.Reshape(graph.TransposeAllDims(graph.Reshape(routes, L, B, K), 1, 0, 2), B, L*K) // [B, L·K]
+		drawn = graph.Concatenate([]*graph.Node{drawn, graph.ConvertDType(flat, dtypes.Float32)}, 1)
+	}
 	outs := append(flatCaches(cache), next, rng)
 	if kind.penalized {
 		outs = append(outs, graph.Add(counts, graph.OneHot(id, V, dtypes.Float32))) // the drawn token counts from the next step on
@@ -752,21 +765,43 @@ func logSumExp(x *graph.Node) *graph.Node {
 	return graph.Add(graph.Reshape(mx, x.Shape().Dim(0)), graph.Log(graph.ReduceSum(graph.Exp(graph.Sub(x, mx)), -1)))
 }
 
-// chainDrawn copies a sampled chain step's tokens to the host.
-func chainDrawn(drawn *tensors.Tensor, draws []Draw) []ChainToken {
-	return chainTokensDrawn(tensors.MustCopyFlatData[float32](drawn), draws)
+// drawnWidth is the width of a sampled step's drawn values: id, logprob,
+// sample logprob, top pairs, then L_moe·K route ids with routes.
+func (s *Stepper) drawnWidth(kind sampleKind) int {
+	w := 3 + 2*kind.top
+	if kind.routes {
+		w += s.m.Config.NumMoELayers() * s.m.Config.NumExpertsPerTok
+	}
+	return w
 }
 
-// chainTokensDrawn reads one step's drawn values [rows, 3 + 2·top] (see
-// sampleStep), keeping draws[b].Top alternatives of row b.
-func chainTokensDrawn(flat []float32, draws []Draw) []ChainToken {
+// chainDrawn copies a sampled chain step's tokens to the host.
+func (s *Stepper) chainDrawn(drawn *tensors.Tensor, draws []Draw, kind sampleKind) []ChainToken {
+	return s.chainTokensDrawn(tensors.MustCopyFlatData[float32](drawn), draws, kind)
+}
+
+// chainTokensDrawn reads one step's drawn values [rows, drawnWidth] (see
+// sampleStep), keeping draws[b].Top alternatives of row b, and its routes
+// if it asked.
+func (s *Stepper) chainTokensDrawn(flat []float32, draws []Draw, kind sampleKind) []ChainToken {
 	out := make([]ChainToken, len(draws))
 	w := len(flat) / len(draws)
+	K := s.m.Config.NumExpertsPerTok
 	for b := range out {
 		d := flat[b*w : (b+1)*w]
 		out[b] = ChainToken{ID: int32(d[0]), Logprob: d[1], SampleLogprob: d[2]}
-		for j := range min(draws[b].Top, (w-3)/2) {
+		for j := range min(draws[b].Top, kind.top) {
 			out[b].Top = append(out[b].Top, Alternative{ID: int32(d[3+2*j]), Logprob: d[4+2*j]})
+		}
+		if kind.routes && draws[b].Routes {
+			r := d[3+2*kind.top:]
+			for l := range len(r) / K {
+				ids := make([]int32, K)
+				for k := range ids {
+					ids[k] = int32(r[l*K+k])
+				}
+				out[b].Routes = append(out[b].Routes, ids)
+			}
 		}
 	}
 	return out

@@ -283,6 +283,9 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 			{Temperature: 0.9, TopK: 50, Presence: 1.5, Frequency: 0.5, Counts: map[int32]int{3: 2, 17: 1, 42: 4, 100: 1}}},
 		// Seeded draws: the tokens are the host's, from the seed's noise.
 		{{Temperature: 1, Seeded: true, Seed: 7, Drawn: 3}, {Temperature: 0.7, TopK: 40, TopP: 0.8, Seeded: true, Seed: 1 << 40}},
+		// Routes, for the row that asks (RL's keep routing).
+		{{Routes: true}, {Temperature: 1, Seeded: true, Seed: 3, Routes: true, Top: 2}},
+		{{}, {Temperature: 1, Routes: true}},
 	} {
 		got, err := st.ChainSample(first, pos, draws, 42, n)
 		if err != nil {
@@ -306,9 +309,19 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			routes := res.Routes() // per MoE layer, [rows·K]
 			for b, d := range draws {
 				logits := res.Logits[b*V : (b+1)*V]
 				c := step[b]
+				if !d.Routes && c.Routes != nil || d.Routes && len(c.Routes) != len(routes) {
+					t.Errorf("%+v step %d: routes %v, want %d layers", d, i, c.Routes, len(routes))
+				}
+				for l, r := range c.Routes {
+					K := len(routes[l]) / len(draws)
+					if want := routes[l][b*K : (b+1)*K]; !slices.Equal(r, want) {
+						t.Errorf("%+v step %d: layer %d routes %v, a step's %v", d, i, l, r, want)
+					}
+				}
 				own := logSoftmax(logits, 1)
 				if want := own[c.ID]; math.Abs(float64(c.Logprob)-want) > 1e-4 {
 					t.Errorf("%+v step %d: logprob %g, host %g", d, i, c.Logprob, want)

@@ -185,7 +185,9 @@ func (s *Stepper) forward(scope *gm.Scope, tokens, pos, last *graph.Node, cache 
 	// Per-layer results leave stacked, one transfer each kind: a device-to-host
 	// copy costs tens of microseconds whatever its size, and a decode step
 	// has a few milliseconds at most.
-	s.nRoutes = len(out.Routes)
+	if s.nRoutes != len(out.Routes) { // set by the first build; loops build in the background later
+		s.nRoutes = len(out.Routes)
+	}
 	res := []*graph.Node{logits}
 	if len(out.Routes) > 0 {
 		res = append(res, graph.Stack(out.Routes, 0)) // [L_moe, B, T, K]
