@@ -24,11 +24,11 @@ type Config struct {
 	MixedTokens  int
 	MemoryBudget int64 // bytes the caches may take (default 4 GiB); larger requests are refused
 	// ChainSteps is how many decode steps run back to back on the device
-	// (model.Stepper.Chain, ChainSample) while no running request records
-	// kept sets of truncated draws for RL (default 8; -1 turns chains off):
-	// greedy decoding and sampling (seeds, penalties, temperature, top-k,
-	// min-p, top-p), with or without log-probabilities, alternatives
-	// (computed on the device in float32) and recorded routes.
+	// (model.Stepper.Chain, ChainSample) while no running request is
+	// prefilling (default 8; -1 turns chains off): greedy decoding and
+	// sampling (seeds, penalties, temperature, top-k, min-p, top-p), with or
+	// without log-probabilities, alternatives, recorded routes and kept sets
+	// (computed on the device in float32).
 	// No token crosses to the host between the steps; new requests and
 	// cancellations wait for the chain's end.
 	ChainSteps int

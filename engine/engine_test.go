@@ -989,34 +989,36 @@ func TestPrefixReuseKeepsLeftovers(t *testing.T) {
 	}
 }
 
-// TestRecordKeptChains: a request that records kept sets chains when its
-// draws do not truncate (they keep every token and record nothing), and
-// steps from the host when they do.
-func TestRecordKeptChains(t *testing.T) {
-	for _, c := range []struct {
-		name    string
-		p       engine.SampleParams
-		chained bool
-	}{
-		{"untruncated", engine.SampleParams{MaxTokens: 9, Temperature: 1}, true},
-		{"top-p", engine.SampleParams{MaxTokens: 9, Temperature: 1, TopP: 0.5}, false},
-	} {
-		e, fx := newEngine(t, engine.Config{ChainSteps: 4})
-		res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:10], Params: c.p, RecordKept: true}, nil)
+// TestRLRecordsChain: what GRPO rollouts record (seeded draws under top-p,
+// each token's kept set, every position's routes) comes out of chains on
+// the device as out of steps on the host: the same tokens, kept sets and
+// routes.
+func TestRLRecordsChain(t *testing.T) {
+	_, fx := tinyModel(t)
+	run := func(chain int) (*engine.Result, engine.Stats) {
+		e, _ := newEngine(t, engine.Config{ChainSteps: chain})
+		res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:10], RecordKept: true, RecordRoutes: true,
+			Params: engine.SampleParams{MaxTokens: 9, Temperature: 1, TopP: 0.3, Seed: 11, HasSeed: true}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if chained := e.Stats().ChainedSteps > 0; chained != c.chained {
-			t.Errorf("%s: chained %v, want %v", c.name, chained, c.chained)
+		return res, e.Stats()
+	}
+	on, st := run(4)
+	off, _ := run(-1)
+	if st.ChainedSteps == 0 {
+		t.Error("a rollout-like request ran no chained steps")
+	}
+	if !slices.Equal(ids(on.Tokens), ids(off.Tokens)) {
+		t.Fatalf("tokens: chained %v, stepped %v", ids(on.Tokens), ids(off.Tokens))
+	}
+	for i := range on.Tokens {
+		if a, b := on.Tokens[i].Kept, off.Tokens[i].Kept; len(b) == 0 || !slices.Equal(a, b) {
+			t.Errorf("token %d: kept %v chained, %v stepped", i, a, b)
 		}
-		recorded := 0
-		for _, tk := range res.Tokens {
-			if len(tk.Kept) > 0 {
-				recorded++
-			}
-		}
-		if c.chained && recorded != 0 || !c.chained && recorded != len(res.Tokens) {
-			t.Errorf("%s: %d of %d tokens carry kept sets", c.name, recorded, len(res.Tokens))
-		}
+	}
+	checkRoutes(t, "chained", fx[:10], on)
+	if len(on.Routes) != len(off.Routes) {
+		t.Errorf("%d positions' routes chained, %d stepped", len(on.Routes), len(off.Routes))
 	}
 }

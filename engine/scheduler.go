@@ -753,9 +753,7 @@ func (s *scheduler) decode() error {
 }
 
 // chainable returns how many steps may run back to back on the device now
-// (0 or 1: none): no running request records the kept sets of truncated
-// draws (which the device does not report; an untruncated draw keeps
-// everything and records nothing), and no row's chain would pass
+// (0 or 1: none): no running request is prefilling, and no row's chain would pass
 // its token budget or the cache. Requests still waiting after admit wait for
 // a row or for memory, which only a finishing request frees; the budget cap
 // means none finishes by length inside a chain, so only a stop token can
@@ -769,7 +767,7 @@ func (s *scheduler) chainable() int {
 		if q == nil {
 			continue
 		}
-		if q.prefilling() || (q.req.RecordKept && q.sampler.p.truncates()) {
+		if q.prefilling() {
 			return 0
 		}
 		// The chain's last step writes position fed+k−1 and yields the
@@ -810,7 +808,7 @@ func (s *scheduler) chain(k int) error {
 		}
 		tokens[i], pos[i] = q.tokens[q.fed], int32(q.fed)
 		draws[i] = q.sampler.draw()
-		draws[i].Routes = q.req.RecordRoutes
+		draws[i].Routes, draws[i].Kept = q.req.RecordRoutes, q.req.RecordKept
 		sampled = sampled || draws[i].Temperature > 0 || q.sampler.wantsLogprob() || q.req.RecordRoutes
 	}
 	var ids [][]Token
@@ -825,7 +823,7 @@ func (s *scheduler) chain(k int) error {
 			row := make([]Token, B)
 			fed := make([][][]int32, B)
 			for b, d := range step {
-				row[b] = Token{ID: d.ID, Logprob: d.Logprob, SampleLogprob: d.SampleLogprob}
+				row[b] = Token{ID: d.ID, Logprob: d.Logprob, SampleLogprob: d.SampleLogprob, Kept: d.Kept}
 				for _, a := range d.Top {
 					row[b].Top = append(row[b].Top, TokenLogprob{ID: a.ID, Logprob: a.Logprob})
 				}

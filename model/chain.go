@@ -396,6 +396,9 @@ type ChainToken struct {
 	// Routes[l] are the K experts MoE layer l routed the step's input token
 	// (the one fed, not ID) to, with Draw.Routes.
 	Routes [][]int32
+	// Kept are the ids the draw's truncation kept, ascending, with
+	// Draw.Kept, when it kept fewer than the whole vocabulary.
+	Kept []int32
 }
 
 // Alternative is one of the likeliest tokens at a step (ChainToken.Top).
@@ -429,6 +432,8 @@ type Draw struct {
 	Drawn  int
 	// Routes asks for each step's routed expert ids (ChainToken.Routes).
 	Routes bool
+	// Kept asks for the set each truncated draw kept (ChainToken.Kept).
+	Kept bool
 }
 
 // penalises reports whether the row's draws are penalised.
@@ -445,10 +450,11 @@ type sampleKind struct {
 	penalized bool
 	seeded    bool
 	routes    bool
+	kept      bool
 }
 
 func (k sampleKind) String() string {
-	return fmt.Sprintf("%t/%d/%t/%t/%t", k.truncated, k.top, k.penalized, k.seeded, k.routes)
+	return fmt.Sprintf("%t/%d/%t/%t/%t/%t", k.truncated, k.top, k.penalized, k.seeded, k.routes, k.kept)
 }
 
 // carried is how many values a step of this kind carries to the next: the
@@ -504,6 +510,7 @@ func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n i
 		kind.penalized = kind.penalized || d.penalises()
 		kind.seeded = kind.seeded || d.seeded()
 		kind.routes = kind.routes || d.Routes
+		kind.kept = kind.kept || (d.Kept && d.truncates())
 		seeded := float32(0)
 		if d.seeded() {
 			seeded = 1
@@ -625,9 +632,13 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind)
 		seen := graph.ConvertDType(graph.GreaterThan(counts, graph.ZerosLike(counts)), dtypes.Float32)
 		adj = graph.Sub(logits, graph.Add(graph.Mul(counts, param(5)), graph.Mul(seen, param(4))))
 	}
-	lp := graph.LogSoftmax(graph.Div(adj, graph.Where(sampling, temp, graph.OnesLike(temp))), -1) // [B, V] tempered
-	rng, u := graph.RandomUniform(rng, shapes.Make(dtypes.Float32, B, V))                         // [B, V] in [0, 1)
-	gumbel := graph.Neg(graph.Log(graph.Neg(graph.Log(u))))                                       // u = 0 gives −∞: never drawn
+	// The order of the cut is the tempered logits' x, not the rounded
+	// log-probabilities': x − log Σ eˣ in float32 can tie what x does not,
+	// and the host and the trainer's sampling-mask monitor rank by x.
+	x := graph.Div(adj, graph.Where(sampling, temp, graph.OnesLike(temp))) // [B, V] tempered logits
+	lp := graph.LogSoftmax(x, -1)                                          // [B, V] tempered
+	rng, u := graph.RandomUniform(rng, shapes.Make(dtypes.Float32, B, V))  // [B, V] in [0, 1)
+	gumbel := graph.Neg(graph.Log(graph.Neg(graph.Log(u))))                // u = 0 gives −∞: never drawn
 	var keys *graph.Node
 	if kind.seeded {
 		keys = in[kind.carried()-1] // [B, 2]
@@ -637,17 +648,27 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind)
 		gumbel = graph.Where(graph.BroadcastToDims(seeded, B, V), seededGumbel(key, t, V), gumbel)
 	}
 	var drawnID, sampleLP *graph.Node // [B]
+	var keptIDs *graph.Node           // [B, V] bool, in vocabulary order: what each truncated draw kept
 	if !truncated {
 		drawnID = graph.ArgMax(graph.Add(lp, gumbel), -1, dtypes.Int32)
 		sampleLP = graph.ReduceSum(graph.Mul(lp, graph.OneHot(drawnID, V, dtypes.Float32)), -1)
 	} else if s.opts.NativeTopK && s.opts.DigitTopK {
-		masked := graph.Where(keptDigits(lp, param(1), param(2), param(3)), lp, graph.Infinity(g, dtypes.Float32, -1)) // [B, V]
+		keptIDs = keptDigits(lp, x, param(1), param(2), param(3))
+		masked := graph.Where(keptIDs, lp, graph.Infinity(g, dtypes.Float32, -1)) // [B, V]
 		drawnID = graph.ArgMax(graph.Add(masked, gumbel), -1, dtypes.Int32)
 		sampleLP = graph.Sub(graph.ReduceSum(graph.Mul(lp, graph.OneHot(drawnID, V, dtypes.Float32)), -1), graph.Reshape(logSumExp(masked), B))
 	} else {
-		sorted, order := graph.TopK(lp, V, -1) // [B, V] descending, ties: lower id first
+		sortedX, order := graph.TopK(x, V, -1)                          // [B, V] descending, ties: lower id first
+		sorted := graph.Sub(sortedX, graph.Reshape(logSumExp(x), B, 1)) // [B, V]: their log-probabilities
 		kept := keptMask(sorted, param(1), param(2), param(3))
 		masked := graph.Where(kept, sorted, graph.Infinity(g, dtypes.Float32, -1)) // [B, V]
+		if kind.kept {
+			// From rank order back to ids: scatter each rank's flag to its id.
+			rows := graph.Iota(g, shapes.Make(dtypes.Int32, B, V, 1), 0)
+			at := graph.Concatenate([]*graph.Node{rows, graph.ExpandAxes(graph.ConvertDType(order, dtypes.Int32), -1)}, -1)
+			keptIDs = graph.GreaterThan(graph.ScatterSum(graph.Zeros(g, shapes.Make(dtypes.Float32, B, V)), at,
+				graph.ConvertDType(kept, dtypes.Float32), false, true), graph.ScalarZero(g, dtypes.Float32))
+		}
 		if kind.seeded {
 			// Seeded noise belongs to token ids: put it in rank order too.
 			rows := graph.Iota(g, shapes.Make(dtypes.Int32, B, V, 1), 0)
@@ -673,6 +694,9 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind)
 		L, K := routes.Shape().Dim(0), routes.Shape().Dim(3)
 		flat := graph.Reshape(graph.TransposeAllDims(graph.Reshape(routes, L, B, K), 1, 0, 2), B, L*K) // [B, L·K]
 		drawn = graph.Concatenate([]*graph.Node{drawn, graph.ConvertDType(flat, dtypes.Float32)}, 1)
+	}
+	if kind.kept {
+		drawn = graph.Concatenate([]*graph.Node{drawn, packBits(keptIDs)}, 1)
 	}
 	outs := append(flatCaches(cache), next, rng)
 	if kind.penalized {
@@ -729,12 +753,14 @@ func keptMask(sorted, topK, minP, topP *graph.Node) *graph.Node {
 // k; min-p the tokens within log(min-p) of the best; top-p those whose mass
 // ahead is still under top-p. Top-k's and top-p's ends are thresholds that
 // digitSearch finds (by count and by mass), ties at them taken in id order.
-// lp [B, V] log-probabilities; topK, minP, topP [B, 1] (0: off) → [B, V] bool.
-func keptDigits(lp, topK, minP, topP *graph.Node) *graph.Node {
+// lp [B, V] log-probabilities, ranked by x [B, V] (the tempered logits,
+// whose order lp keeps but for ties its rounding makes); topK, minP, topP
+// [B, 1] (0: off) → [B, V] bool.
+func keptDigits(lp, x, topK, minP, topP *graph.Node) *graph.Node {
 	g := lp.Graph()
 	V := lp.Shape().Dim(1)
 	zero := graph.ScalarZero(g, dtypes.Float32)
-	key := unsignedKeys(lp)                    // [B, V]
+	key := unsignedKeys(x)                     // [B, V]
 	count := func(b *graph.Node) *graph.Node { // [B, 1] int32
 		return graph.ReduceAndKeep(graph.ConvertDType(b, dtypes.Int32), graph.ReduceSum, -1)
 	}
@@ -766,13 +792,35 @@ func logSumExp(x *graph.Node) *graph.Node {
 }
 
 // drawnWidth is the width of a sampled step's drawn values: id, logprob,
-// sample logprob, top pairs, then L_moe·K route ids with routes.
+// sample logprob, top pairs, then L_moe·K route ids with routes, then the
+// kept sets' bits, 16 a value, with kept.
 func (s *Stepper) drawnWidth(kind sampleKind) int {
 	w := 3 + 2*kind.top
 	if kind.routes {
-		w += s.m.Config.NumMoELayers() * s.m.Config.NumExpertsPerTok
+		w += s.routesWidth()
+	}
+	if kind.kept {
+		w += (s.m.Config.VocabSize + 15) / 16
 	}
 	return w
+}
+
+func (s *Stepper) routesWidth() int { return s.m.Config.NumMoELayers() * s.m.Config.NumExpertsPerTok }
+
+// packBits packs mask [B, V] into [B, ⌈V/16⌉] float32, 16 bits a value
+// (exact: below 2¹⁶), bit j of value w the flag of id 16w+j.
+func packBits(mask *graph.Node) *graph.Node {
+	g := mask.Graph()
+	B, V := mask.Shape().Dim(0), mask.Shape().Dim(1)
+	W := (V + 15) / 16
+	f := graph.Pad(graph.ConvertDType(mask, dtypes.Float32), graph.ScalarZero(g, dtypes.Float32),
+		compute.PadAxis{}, compute.PadAxis{End: 16*W - V}) // [B, 16W]
+	weights := make([]float32, 16)
+	for j := range weights {
+		weights[j] = float32(int(1) << j)
+	}
+	w := graph.BroadcastToDims(graph.Reshape(graph.Const(g, weights), 1, 1, 16), B, W, 16)
+	return graph.ReduceSum(graph.Mul(graph.Reshape(f, B, W, 16), w), -1) // [B, W]
 }
 
 // chainDrawn copies a sampled chain step's tokens to the host.
@@ -793,14 +841,33 @@ func (s *Stepper) chainTokensDrawn(flat []float32, draws []Draw, kind sampleKind
 		for j := range min(draws[b].Top, kind.top) {
 			out[b].Top = append(out[b].Top, Alternative{ID: int32(d[3+2*j]), Logprob: d[4+2*j]})
 		}
-		if kind.routes && draws[b].Routes {
-			r := d[3+2*kind.top:]
+		rest := d[3+2*kind.top:]
+		if kind.routes {
+			r := rest[:s.routesWidth()]
+			rest = rest[s.routesWidth():]
 			for l := range len(r) / K {
+				if !draws[b].Routes {
+					break
+				}
 				ids := make([]int32, K)
 				for k := range ids {
 					ids[k] = int32(r[l*K+k])
 				}
 				out[b].Routes = append(out[b].Routes, ids)
+			}
+		}
+		if kind.kept && draws[b].Kept && draws[b].truncates() {
+			V := s.m.Config.VocabSize
+			var kept []int32
+			for w, v := range rest[:(V+15)/16] {
+				for x, j := int(v), 0; x != 0; x, j = x>>1, j+1 {
+					if x&1 == 1 && 16*w+j < V {
+						kept = append(kept, int32(16*w+j))
+					}
+				}
+			}
+			if len(kept) < V {
+				out[b].Kept = kept
 			}
 		}
 	}

@@ -275,7 +275,7 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 
 	for i, draws := range [][]model.Draw{
 		{{}, {Temperature: 0.7}},
-		{{Temperature: 1, TopK: 5}, {Temperature: 1, TopP: 0.5}},
+		{{Temperature: 1, TopK: 5, Kept: true}, {Temperature: 1, TopP: 0.5, Kept: true}}, // kept sets reported too
 		{{Temperature: 0.8, MinP: 0.3}, {Temperature: 1.2, TopK: 40, MinP: 0.05, TopP: 0.3}},
 		{{Top: 5}, {Temperature: 1, TopP: 0.9, Top: model.MaxTop}}, // alternatives, for greedy and sampled rows
 		// Penalties, with counts from before the chain; the greedy row ignores them.
@@ -354,6 +354,17 @@ func testChainSample(t *testing.T, f *fixture, opts model.Options) {
 				counts[b][c.ID]++
 				lp := logSoftmax(adj, float64(d.Temperature))
 				kept := hostKept(lp, d)
+				if d.Kept {
+					want := slices.Sorted(slices.Values(kept))
+					if len(want) == V {
+						want = nil
+					}
+					if !slices.Equal(c.Kept, want) {
+						t.Errorf("%+v step %d: kept %v, the host's cut %v", d, i, c.Kept, want)
+					}
+				} else if c.Kept != nil {
+					t.Errorf("%+v step %d: kept %v, not asked for", d, i, c.Kept)
+				}
 				if !slices.Contains(kept, c.ID) {
 					t.Errorf("%+v step %d: drew %d, which the host's cut (%d tokens) drops", d, i, c.ID, len(kept))
 					continue

@@ -235,7 +235,7 @@ func TestKeptDigitsMatchesSortedCut(t *testing.T) {
 		full := shapes.Make(dtypes.Int32, B, V, 1)
 		coords := graph.Concatenate([]*graph.Node{graph.Iota(lp.Graph(), full, 0), graph.Reshape(graph.ConvertDType(order, dtypes.Int32), B, V, 1)}, -1)
 		sortedCut := graph.ScatterMax(graph.Zeros(lp.Graph(), shapes.Make(dtypes.Int32, B, V)), coords, inRanks, false, true)
-		return sortedCut, graph.ConvertDType(keptDigits(lp, param(0), param(1), param(2)), dtypes.Int32)
+		return sortedCut, graph.ConvertDType(keptDigits(lp, lp, param(0), param(1), param(2)), dtypes.Int32)
 	})
 	if err != nil {
 		t.Fatal(err)
