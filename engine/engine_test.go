@@ -992,11 +992,12 @@ func TestPrefixReuseKeepsLeftovers(t *testing.T) {
 // TestRLRecordsChain: what GRPO rollouts record (seeded draws under top-p,
 // each token's kept set, every position's routes) comes out of chains on
 // the device as out of steps on the host: the same tokens, kept sets and
-// routes.
+// routes. Without the backend's TopK, truncated draws stay on the host.
 func TestRLRecordsChain(t *testing.T) {
 	_, fx := tinyModel(t)
 	run := func(chain int) (*engine.Result, engine.Stats) {
-		e, _ := newEngine(t, engine.Config{ChainSteps: chain})
+		// NativeTopK: truncated draws chain where the backend's TopK cuts (XLA).
+		e, _ := newEngine(t, engine.Config{ChainSteps: chain, NativeTopK: true})
 		res, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:10], RecordKept: true, RecordRoutes: true,
 			Params: engine.SampleParams{MaxTokens: 9, Temperature: 1, TopP: 0.3, Seed: 11, HasSeed: true}}, nil)
 		if err != nil {
@@ -1020,5 +1021,13 @@ func TestRLRecordsChain(t *testing.T) {
 	checkRoutes(t, "chained", fx[:10], on)
 	if len(on.Routes) != len(off.Routes) {
 		t.Errorf("%d positions' routes chained, %d stepped", len(on.Routes), len(off.Routes))
+	}
+	e, _ := newEngine(t, engine.Config{ChainSteps: 4})
+	if _, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:10],
+		Params: engine.SampleParams{MaxTokens: 9, Temperature: 1, TopP: 0.3}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.Stats().ChainedSteps; n != 0 {
+		t.Errorf("without the backend's TopK, a truncated draw ran %d chained steps", n)
 	}
 }

@@ -753,7 +753,8 @@ func (s *scheduler) decode() error {
 }
 
 // chainable returns how many steps may run back to back on the device now
-// (0 or 1: none): no running request is prefilling, and no row's chain would pass
+// (0 or 1: none): no running request is prefilling or, off XLA, truncates
+// its draws, and no row's chain would pass
 // its token budget or the cache. Requests still waiting after admit wait for
 // a row or for memory, which only a finishing request frees; the budget cap
 // means none finishes by length inside a chain, so only a stop token can
@@ -767,7 +768,10 @@ func (s *scheduler) chainable() int {
 		if q == nil {
 			continue
 		}
-		if q.prefilling() {
+		if q.prefilling() || (!s.e.cfg.NativeTopK && q.sampler.p.truncates()) {
+			// Without the backend's TopK (the Go backend) the device's cut
+			// sorts the vocabulary with many small ops: drawing on the host
+			// is about twice as fast there.
 			return 0
 		}
 		// The chain's last step writes position fed+k−1 and yields the
