@@ -25,8 +25,8 @@ type Config struct {
 	MemoryBudget int64 // bytes the caches may take (default 4 GiB); larger requests are refused
 	// ChainSteps is how many decode steps run back to back on the device
 	// (model.Stepper.Chain, ChainSample) while no running request is
-	// prefilling nor, without NativeTopK, truncates its draws (default 8; -1
-	// turns chains off): greedy decoding and
+	// prefilling nor, without NativeTopK, samples (default 8; -1 turns
+	// chains off): greedy decoding and
 	// sampling (seeds, penalties, temperature, top-k, min-p, top-p), with or
 	// without log-probabilities, alternatives, recorded routes and kept sets
 	// (computed on the device in float32).

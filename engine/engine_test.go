@@ -239,7 +239,8 @@ func TestChainedDecoding(t *testing.T) {
 		job{fx[:9], engine.SampleParams{MaxTokens: 3}},
 		job{fx[12:20], engine.SampleParams{MaxTokens: 10, Temperature: 1, TopP: 0.9, PresencePenalty: 0.5, Seed: 1 << 40, HasSeed: true}})
 	run := func(jobs []job, chain int) ([][]int32, engine.Stats) {
-		e, _ := newEngine(t, engine.Config{MaxBatch: 3, PrefillChunk: 16, ChainSteps: chain})
+		// NativeTopK: sampled rows chain only with the backend's TopK (XLA).
+		e, _ := newEngine(t, engine.Config{MaxBatch: 3, PrefillChunk: 16, ChainSteps: chain, NativeTopK: true})
 		got := make([][]int32, len(jobs))
 		var wg sync.WaitGroup
 		for i, j := range jobs {
@@ -287,7 +288,7 @@ func TestChainedDecoding(t *testing.T) {
 	// top-k and top-p (engine.Config.DigitTopK; on the Go backend the native
 	// TopK it stands beside is a sort).
 	cfgs := []engine.Config{
-		{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4},
+		{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true},
 		{MaxBatch: 7, PrefillChunk: 16, ChainSteps: 4, NativeTopK: true, DigitTopK: true},
 	}
 	// And with each chain one loop on the device (model.CanLoop: XLA, and the
@@ -992,7 +993,7 @@ func TestPrefixReuseKeepsLeftovers(t *testing.T) {
 // TestRLRecordsChain: what GRPO rollouts record (seeded draws under top-p,
 // each token's kept set, every position's routes) comes out of chains on
 // the device as out of steps on the host: the same tokens, kept sets and
-// routes. Without the backend's TopK, truncated draws stay on the host.
+// routes. Without the backend's TopK, sampled draws stay on the host.
 func TestRLRecordsChain(t *testing.T) {
 	_, fx := tinyModel(t)
 	run := func(chain int) (*engine.Result, engine.Stats) {
@@ -1024,10 +1025,10 @@ func TestRLRecordsChain(t *testing.T) {
 	}
 	e, _ := newEngine(t, engine.Config{ChainSteps: 4})
 	if _, err := e.Generate(context.Background(), engine.Request{Prompt: fx[:10],
-		Params: engine.SampleParams{MaxTokens: 9, Temperature: 1, TopP: 0.3}}, nil); err != nil {
+		Params: engine.SampleParams{MaxTokens: 9, Temperature: 1}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.Stats().ChainedSteps; n != 0 {
-		t.Errorf("without the backend's TopK, a truncated draw ran %d chained steps", n)
+		t.Errorf("without the backend's TopK, a sampled request ran %d chained steps", n)
 	}
 }

@@ -753,8 +753,8 @@ func (s *scheduler) decode() error {
 }
 
 // chainable returns how many steps may run back to back on the device now
-// (0 or 1: none): no running request is prefilling or, off XLA, truncates
-// its draws, and no row's chain would pass
+// (0 or 1: none): no running request is prefilling or, without the
+// backend's TopK, samples, and no row's chain would pass
 // its token budget or the cache. Requests still waiting after admit wait for
 // a row or for memory, which only a finishing request frees; the budget cap
 // means none finishes by length inside a chain, so only a stop token can
@@ -768,10 +768,11 @@ func (s *scheduler) chainable() int {
 		if q == nil {
 			continue
 		}
-		if q.prefilling() || (!s.e.cfg.NativeTopK && q.sampler.p.truncates()) {
-			// Without the backend's TopK (the Go backend) the device's cut
-			// sorts the vocabulary with many small ops: drawing on the host
-			// is about twice as fast there.
+		if q.prefilling() || (!s.e.cfg.NativeTopK && q.sampler.p.Temperature > 0) {
+			// Without the backend's TopK (the Go backend, where "device" and
+			// host are the same cores) a draw in the graph takes many small
+			// ops, and the cut sorts the vocabulary: drawing on the host is
+			// faster there. Greedy rows chain everywhere.
 			return 0
 		}
 		// The chain's last step writes position fed+k−1 and yields the
