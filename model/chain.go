@@ -476,11 +476,15 @@ func (d Draw) truncates() bool {
 }
 
 // ChainSample is Chain with each row drawing its tokens as draws[b] says:
-// from softmax(logits / T), truncated by top-k, then min-p, then top-p in
-// the order of descending probability (ties: lower id first), as the
-// engine's host sampler truncates. The draw is the Gumbel-max trick over
-// the kept tokens with the device's Philox generator seeded by seed. So the
-// tokens follow the host sampler's distribution, not its random stream.
+// from softmax(logits / T) after penalties, truncated by top-k, then
+// min-p, then top-p in the order of descending probability (ties: lower id
+// first), as the engine's host sampler truncates. The draw is the
+// Gumbel-max trick over the kept tokens: with the device's Philox
+// generator seeded by seed, so that the tokens follow the host sampler's
+// distribution but not its random stream; or, for Draw.Seeded rows, with
+// the seed's own noise (SeededGumbel), the host sampler's too. Each token
+// comes with its log-probabilities and, as asked, alternatives, routes and
+// kept set.
 func (s *Stepper) ChainSample(tokens, pos []int32, draws []Draw, seed int64, n int) (out [][]ChainToken, err error) {
 	defer catch(&err, "chain sample")
 	if len(draws) != s.rows {
