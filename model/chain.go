@@ -666,17 +666,18 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind)
 		sorted := graph.Sub(sortedX, graph.Reshape(logSumExp(x), B, 1)) // [B, V]: their log-probabilities
 		kept := keptMask(sorted, param(1), param(2), param(3))
 		masked := graph.Where(kept, sorted, graph.Infinity(g, dtypes.Float32, -1)) // [B, V]
+		var ids *graph.Node // each rank's slot in vocabulary order: (b, order[b, r]), [B, V, 2]
+		if kind.kept || kind.seeded {
+			rows := graph.Iota(g, shapes.Make(dtypes.Int32, B, V, 1), 0)
+			ids = graph.Concatenate([]*graph.Node{rows, graph.ExpandAxes(graph.ConvertDType(order, dtypes.Int32), -1)}, -1)
+		}
 		if kind.kept {
 			// From rank order back to ids: scatter each rank's flag to its id.
-			rows := graph.Iota(g, shapes.Make(dtypes.Int32, B, V, 1), 0)
-			at := graph.Concatenate([]*graph.Node{rows, graph.ExpandAxes(graph.ConvertDType(order, dtypes.Int32), -1)}, -1)
-			keptIDs = graph.GreaterThan(graph.ScatterSum(graph.Zeros(g, shapes.Make(dtypes.Float32, B, V)), at,
+			keptIDs = graph.GreaterThan(graph.ScatterSum(graph.Zeros(g, shapes.Make(dtypes.Float32, B, V)), ids,
 				graph.ConvertDType(kept, dtypes.Float32), false, true), graph.ScalarZero(g, dtypes.Float32))
 		}
 		if kind.seeded {
-			// Seeded noise belongs to token ids: put it in rank order too.
-			rows := graph.Iota(g, shapes.Make(dtypes.Int32, B, V, 1), 0)
-			gumbel = graph.Gather(gumbel, graph.Concatenate([]*graph.Node{rows, graph.ExpandAxes(graph.ConvertDType(order, dtypes.Int32), -1)}, -1))
+			gumbel = graph.Gather(gumbel, ids) // seeded noise belongs to token ids: put it in rank order too
 		}
 		at := graph.ArgMax(graph.Add(masked, gumbel), -1, dtypes.Int32) // [B]: a rank
 		pick := graph.OneHot(at, V, dtypes.Float32)
