@@ -666,7 +666,8 @@ func (s *Stepper) sampleStep(scope *gm.Scope, in []*graph.Node, kind sampleKind)
 		sorted := graph.Sub(sortedX, graph.Reshape(logSumExp(x), B, 1)) // [B, V]: their log-probabilities
 		kept := keptMask(sorted, param(1), param(2), param(3))
 		masked := graph.Where(kept, sorted, graph.Infinity(g, dtypes.Float32, -1)) // [B, V]
-		var ids *graph.Node                                                        // each rank's slot in vocabulary order: (b, order[b, r]), [B, V, 2]
+		// Each rank's slot in vocabulary order: (b, order[b, r]), [B, V, 2].
+		var ids *graph.Node
 		if kind.kept || kind.seeded {
 			rows := graph.Iota(g, shapes.Make(dtypes.Int32, B, V, 1), 0)
 			ids = graph.Concatenate([]*graph.Node{rows, graph.ExpandAxes(graph.ConvertDType(order, dtypes.Int32), -1)}, -1)
